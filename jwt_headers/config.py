@@ -1,0 +1,503 @@
+"""Configuration: every decision that does not depend on the request, made once.
+
+:class:`JwtHeadersConfig` checks every option when it is built and raises :class:`ConfigError`
+naming the option, the bad value and the fix, so a broken deployment fails at start-up rather
+than on the first request. It also holds what the request path needs ready-made: compiled JSON
+paths, the parsed role map, the trusted networks, the normalised denied names. Nothing is parsed
+per request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import ipaddress
+import logging
+import os
+import re
+import sys
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+from .paths import JsonPath, compile_path
+from .rolemap import parse_role_map
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+logger = logging.getLogger("jwt_headers")
+
+FORMATS = ("string", "json", "jwt")
+ROLE_SOURCES = ("header", "json", "jwt")
+DEFAULT_ALGORITHMS = (
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "EdDSA",
+)
+#: Asymmetric algorithms PyJWT can verify with a key from a JWKS. HMAC and ``none`` never are.
+SUPPORTED_ALGORITHMS = frozenset(
+    {
+        "RS256",
+        "RS384",
+        "RS512",
+        "PS256",
+        "PS384",
+        "PS512",
+        "ES256",
+        "ES256K",
+        "ES384",
+        "ES512",
+        "EdDSA",
+        "Ed25519",
+        "Ed448",
+    }
+)
+_TOKEN_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 7230 tchar: a header name
+_IGNORED_IN_NAMES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+
+_NetworkT = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def normalize_user_name(name: str) -> str:
+    """The form compared with ``denied_user_names``: NFKC, no white space, control or format
+    characters, case-folded, so fullwidth ``root``, ``r\\u00adoot`` and ``' Admin'`` all match."""
+    folded = unicodedata.normalize("NFKC", name)
+    kept = "".join(
+        ch
+        for ch in folded
+        if not ch.isspace() and unicodedata.category(ch) not in _IGNORED_IN_NAMES
+    )
+    return kept.casefold()
+
+
+def _split_list(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+def _check_url(option: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{option} is required: give the http(s) URL, e.g. https://idp/certs")
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"{option}={value!r} is not an http(s) URL with a host; write e.g. "
+            "'https://idp.example/realms/r/protocol/openid-connect/certs'"
+        )
+    return value.strip()
+
+
+@dataclass(frozen=True, init=False, repr=False, eq=False)
+class JwtHeadersConfig:
+    """All options of the middleware (see the README's table for each one).
+
+    Build it with keywords, :meth:`from_mapping`, :meth:`from_env` or :meth:`from_file`; it is
+    immutable and checked completely when built.
+    """
+
+    # --- user name
+    user_name_header: str = ""
+    user_name_format: str = "string"
+    user_name_json_path: str | None = None
+    # --- roles
+    roles_source: str | None = None
+    roles_header: str | None = None
+    roles_header_delimiter: str = ","
+    roles_json_path: str | None = None
+    role_converter: str = ""
+    only_external_listed_roles: bool = False
+    trust_unvalidated_roles_header: bool = False
+    # --- token validation
+    validate_token: bool = False
+    validate_expiry: bool = True
+    validate_signature: bool = True
+    jwks_uri: str | None = None
+    validate_userinfo: bool = False
+    userinfo_endpoint: str | None = None
+    validate_subject: bool = True
+    validate_audience: bool = False
+    audience_claim: str = "aud"
+    audience: tuple[str, ...] | None = None
+    validate_issuer: bool = False
+    issuer: tuple[str, ...] | None = None
+    algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+    leeway: float = 30
+    # --- trust and anonymous requests
+    trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1")
+    allow_anonymous: bool = True
+    denied_user_names: tuple[str, ...] = ()
+    # --- limits and caches
+    max_header_bytes: int = 16384
+    token_cache_size: int = 10_000
+
+    # Derived at build time; not options.
+    user_path: JsonPath | None = field(default=None, init=False)
+    roles_path: JsonPath | None = field(default=None, init=False)
+    role_map: Mapping[str, tuple[str, ...]] = field(default_factory=dict, init=False)
+    trusted_networks: tuple[_NetworkT, ...] = field(default=(), init=False)
+    trust_every_peer: bool = field(default=False, init=False)
+    denied_normalized: frozenset[str] = field(default=frozenset(), init=False)
+
+    _LIST_OPTIONS: ClassVar[frozenset[str]] = frozenset(
+        {"audience", "issuer", "algorithms", "trusted_proxies", "denied_user_names"}
+    )
+
+    def __init__(self, **options: Any) -> None:
+        known = self.option_names()
+        for name, value in options.items():
+            if name not in known:
+                raise ConfigError(_unknown_option_message(name, known))
+            object.__setattr__(self, name, value)
+        for option in dataclasses.fields(self):
+            if option.init and option.name not in options:
+                object.__setattr__(self, option.name, option.default)
+        self._check()
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def option_names(cls) -> frozenset[str]:
+        """Names accepted as options (keywords, mapping keys, env suffixes, TOML keys)."""
+        return frozenset(f.name for f in dataclasses.fields(cls) if f.init)
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> JwtHeadersConfig:
+        """Build from text values as an ini file, env or TOML gives them.
+
+        ``"true"``/``"false"``, ``"30"`` and ``"a, b"`` are converted to the option's type;
+        keys are case-insensitive and ``-`` may stand for ``_``.
+        """
+        known = cls.option_names()
+        defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.init}
+        options: dict[str, Any] = {}
+        for raw_key, value in mapping.items():
+            key = str(raw_key).strip().lower().replace("-", "_")
+            if key not in known:
+                raise ConfigError(_unknown_option_message(str(raw_key), known))
+            options[key] = (
+                _from_text(key, value, defaults[key]) if isinstance(value, str) else value
+            )
+        return cls(**options)
+
+    @classmethod
+    def from_env(
+        cls, prefix: str = "JWT_HEADERS_", environ: Mapping[str, str] | None = None
+    ) -> JwtHeadersConfig:
+        """Build from ``<prefix><OPTION>`` variables, e.g. ``JWT_HEADERS_USER_NAME_HEADER``."""
+        source = os.environ if environ is None else environ
+        found = {
+            key[len(prefix) :]: value for key, value in source.items() if key.startswith(prefix)
+        }
+        return cls.from_mapping(found)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> JwtHeadersConfig:
+        """Build from the ``[jwt_headers]`` table of a TOML file."""
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"config file {os.fspath(path)!r} cannot be read: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {os.fspath(path)!r} is not valid TOML: {exc}") from None
+        table = data.get("jwt_headers")
+        if not isinstance(table, dict):
+            raise ConfigError(
+                f"config file {os.fspath(path)!r} has no [jwt_headers] table; put the options "
+                "under a line '[jwt_headers]'"
+            )
+        return cls.from_mapping(table)
+
+    def replace(self, **changes: Any) -> JwtHeadersConfig:
+        """A copy with some options changed (checked again)."""
+        options = {name: getattr(self, name) for name in self.option_names()}
+        options.update(changes)
+        return type(self)(**options)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
+            if f.init and getattr(self, f.name) != f.default
+        )
+        return f"JwtHeadersConfig({shown})"
+
+    # ------------------------------------------------------------------ derived facts
+    @property
+    def reads_jwt(self) -> bool:
+        return self.user_name_format == "jwt" or self.roles_source == "jwt"
+
+    @property
+    def checks_signature(self) -> bool:
+        """True when JWTs are verified by signature: such a token proves itself (R16)."""
+        return self.validate_token and self.validate_signature
+
+    @property
+    def user_header_self_verifying(self) -> bool:
+        return self.user_name_format == "jwt" and self.checks_signature
+
+    @property
+    def roles_header_name(self) -> str | None:
+        """The header roles come from, or ``None`` when there are no roles."""
+        if self.roles_source is None:
+            return None
+        return self.roles_header or self.user_name_header
+
+    @property
+    def roles_share_user_header(self) -> bool:
+        return self.roles_source is not None and _same_header(
+            self.roles_header_name or "", self.user_name_header
+        )
+
+    @property
+    def roles_header_self_verifying(self) -> bool:
+        return self.roles_source == "jwt" and self.checks_signature
+
+    # ------------------------------------------------------------------ checks
+    def _set(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+
+    def _check(self) -> None:
+        self._check_types()
+        self._check_user_name()
+        self._check_roles()
+        self._check_validation()
+        self._check_trust()
+
+    def _check_types(self) -> None:
+        for option in dataclasses.fields(self):
+            if not option.init:
+                continue
+            value = getattr(self, option.name)
+            default = option.default
+            if isinstance(default, bool):
+                if not isinstance(value, bool):
+                    raise ConfigError(f"{option.name}={value!r}: must be true or false")
+            elif option.name in self._LIST_OPTIONS:
+                self._set(option.name, _as_list(option.name, value))
+            elif isinstance(default, int | float):
+                if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                    raise ConfigError(f"{option.name}={value!r}: must be a number >= 0")
+                if option.name not in _FLOAT_OPTIONS and not isinstance(value, int):
+                    raise ConfigError(f"{option.name}={value!r}: must be a whole number >= 0")
+            elif value is not None and not isinstance(value, str):
+                raise ConfigError(f"{option.name}={value!r}: must be a string")
+        if self.max_header_bytes < 1:
+            raise ConfigError("max_header_bytes must be at least 1 (default 16384)")
+
+    def _check_user_name(self) -> None:
+        if not self.user_name_header:
+            raise ConfigError(
+                "user_name_header is required: name the header that carries the user, e.g. "
+                "'OIDC_id_token_payload' or 'Authorization'"
+            )
+        _check_header_name("user_name_header", self.user_name_header)
+        fmt = self.user_name_format.strip().lower()
+        if fmt not in FORMATS:
+            raise ConfigError(
+                f"user_name_format={self.user_name_format!r} is unknown; use one of "
+                "'string', 'json', 'jwt'"
+            )
+        self._set("user_name_format", fmt)
+        if fmt != "string":
+            if not self.user_name_json_path:
+                raise ConfigError(
+                    f"user_name_json_path is required with user_name_format={fmt!r}: the path to "
+                    "the user name, e.g. 'preferred_username'"
+                )
+            self._set("user_path", compile_path("user_name_json_path", self.user_name_json_path))
+        names = _as_list("denied_user_names", self.denied_user_names)
+        self._set("denied_normalized", frozenset(normalize_user_name(n) for n in names))
+
+    def _check_roles(self) -> None:
+        source = self.roles_source.strip().lower() if self.roles_source else None
+        if source is not None and source not in ROLE_SOURCES:
+            raise ConfigError(
+                f"roles_source={self.roles_source!r} is unknown; use 'header', 'json', 'jwt' or "
+                "leave it unset for no roles"
+            )
+        self._set("roles_source", source)
+        if self.roles_header:
+            _check_header_name("roles_header", self.roles_header)
+        if not self.roles_header_delimiter:
+            raise ConfigError("roles_header_delimiter must not be empty (default ',')")
+        self._set("role_map", parse_role_map(self.role_converter))
+        if source is None:
+            return
+        if source in ("json", "jwt"):
+            if not self.roles_json_path:
+                raise ConfigError(
+                    f"roles_json_path is required with roles_source={source!r}, e.g. "
+                    "'realm_access.roles' or 'resource_access.<client>.roles'"
+                )
+            self._set("roles_path", compile_path("roles_json_path", self.roles_json_path))
+        if self.roles_share_user_header and source != self.user_name_format:
+            raise ConfigError(
+                f"roles_source={source!r} reads the user-name header {self.user_name_header!r}, "
+                f"whose format is {self.user_name_format!r}; set roles_header to the header that "
+                f"holds the roles, or roles_source={self.user_name_format!r}"
+                if self.user_name_format != "string"
+                else f"roles_source={source!r} reads the user-name header, which holds a plain "
+                "string; set roles_header to the header that holds the roles"
+            )
+
+    def _check_validation(self) -> None:
+        if not self.validate_token:
+            return
+        if not self.reads_jwt:
+            raise ConfigError(
+                "validate_token is on but no JWT is read: set user_name_format='jwt' or "
+                "roles_source='jwt', or turn validate_token off"
+            )
+        if self.roles_source in ("json", "header") and not self.trust_unvalidated_roles_header:
+            raise ConfigError(
+                f"roles_source={self.roles_source!r} is not validated while validate_token is on: "
+                "roles could be injected beside a valid token. Read roles from the token "
+                "(roles_source='jwt') or set trust_unvalidated_roles_header=true (the roles "
+                "header is then honoured only from trusted_proxies)"
+            )
+        if not (
+            self.validate_expiry
+            or self.validate_signature
+            or self.validate_userinfo
+            or self.validate_audience
+            or self.validate_issuer
+        ):
+            raise ConfigError(
+                "validate_token is on but every check is off: enable validate_signature "
+                "(with jwks_uri), validate_expiry, validate_userinfo, validate_audience or "
+                "validate_issuer"
+            )
+        for alg in self.algorithms:
+            if alg.lower() == "none" or alg.upper().startswith("HS"):
+                raise ConfigError(
+                    f"algorithms: {alg!r} is refused: keys come from a JWKS, so only asymmetric "
+                    "algorithms are safe (e.g. RS256, ES256, EdDSA)"
+                )
+            if alg not in SUPPORTED_ALGORITHMS:
+                raise ConfigError(
+                    f"algorithms: {alg!r} is unknown; choose from "
+                    f"{', '.join(sorted(SUPPORTED_ALGORITHMS))}"
+                )
+        if not self.algorithms:
+            raise ConfigError("algorithms must name at least one algorithm, e.g. RS256")
+        if self.validate_signature:
+            self._set("jwks_uri", _check_url("jwks_uri", self.jwks_uri))
+        if self.validate_userinfo:
+            self._set("userinfo_endpoint", _check_url("userinfo_endpoint", self.userinfo_endpoint))
+        if self.validate_audience:
+            if not self.audience:
+                raise ConfigError(
+                    "audience is required with validate_audience: the value(s) the "
+                    f"{self.audience_claim or 'aud'} claim must hold, e.g. 'my-api'"
+                )
+            if not self.audience_claim or not self.audience_claim.strip():
+                raise ConfigError("audience_claim must name a claim, e.g. 'aud' or 'azp'")
+        if self.validate_issuer and not self.issuer:
+            raise ConfigError(
+                "issuer is required with validate_issuer: the exact 'iss' value(s), e.g. "
+                "'https://idp.example/realms/r'"
+            )
+
+    def _check_trust(self) -> None:
+        networks: list[_NetworkT] = []
+        trust_all = False
+        for entry in self.trusted_proxies:
+            if entry == "*":
+                trust_all = True
+                continue
+            try:
+                networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                raise ConfigError(
+                    f"trusted_proxies: {entry!r} is not an IP address or CIDR; write e.g. "
+                    "'10.0.0.5', '10.0.0.0/24', '::1', or '*' to trust every peer"
+                ) from None
+        self._set("trusted_networks", tuple(networks))
+        self._set("trust_every_peer", trust_all)
+        unverified = not self.user_header_self_verifying or (
+            self.roles_source is not None and not self.roles_header_self_verifying
+        )
+        if trust_all and unverified:
+            logger.warning(
+                "trusted_proxies='*': headers that prove nothing by themselves (%s) are accepted "
+                "from every peer, so any client that reaches this app directly can choose its "
+                "user; list the proxy's addresses in trusted_proxies instead",
+                self.user_name_header,
+            )
+
+
+def _same_header(a: str, b: str) -> bool:
+    return a.upper().replace("-", "_") == b.upper().replace("-", "_")
+
+
+def _check_header_name(option: str, name: str) -> None:
+    if not _TOKEN_NAME.fullmatch(name):
+        raise ConfigError(
+            f"{option}={name!r} is not a valid header name (letters, digits, '-' and '_'; no "
+            "spaces or ':'), e.g. 'OIDC_id_token_payload'"
+        )
+
+
+def _as_list(option: str, value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return _split_list(value)
+    if isinstance(value, Sequence | set | frozenset):
+        items = []
+        for item in value:
+            if not isinstance(item, str):
+                raise ConfigError(f"{option}: {item!r} is not a string; give a list of strings")
+            if item.strip():
+                items.append(item.strip())
+        return tuple(items)
+    raise ConfigError(f"{option}={value!r}: give a list of strings or a comma-separated string")
+
+
+_FLOAT_OPTIONS = frozenset({"leeway"})
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+
+
+def _from_text(option: str, text: str, default: Any) -> Any:
+    value = text.strip()
+    if isinstance(default, bool):
+        if value.lower() in _TRUE:
+            return True
+        if value.lower() in _FALSE:
+            return False
+        raise ConfigError(f"{option}={text!r}: must be true or false")
+    if option in JwtHeadersConfig._LIST_OPTIONS:
+        return _split_list(value)
+    if isinstance(default, int | float):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"{option}={text!r}: must be a number, e.g. {default}") from None
+        if option not in _FLOAT_OPTIONS:
+            raise ConfigError(f"{option}={text!r}: must be a whole number, e.g. {default}")
+        return number
+    if default is None and value == "":
+        return None
+    return value
+
+
+def _unknown_option_message(name: str, known: frozenset[str]) -> str:
+    close = difflib.get_close_matches(name.lower(), sorted(known), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else "; see the README for the options"
+    return f"{name!r} is not an option of jwt-headers{hint}"

@@ -1,0 +1,191 @@
+"""The pipeline, free of WSGI: a request's headers in, a :class:`Principal` (or nothing) out.
+
+``sources`` finds the header and decides whether to believe it, ``decode`` parses it once,
+``verify`` checks a JWT (when asked), ``identity`` reads the name and roles, ``rolemap`` converts
+them. The result is cached per exact header value: the same token or JSON header again (every
+request of a session) costs one dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from .cache import LocalCache, TokenCache
+from .config import JwtHeadersConfig
+from .decode import Document, bearer_token, check_size, decode_json, decode_jwt, header_text
+from .errors import InvalidToken, Refusal, Unauthenticated
+from .identity import check_user_name, name_from_claims, roles_from_claims, roles_from_header
+from .logtools import fingerprint, safe
+from .principal import Claims, Principal
+from .rolemap import convert_roles
+from .sources import HeaderSource, PeerTrust, read_header
+
+logger = logging.getLogger("jwt_headers")
+
+#: Cached for a header that is present but not ours (``Basic ...``): the request is anonymous.
+_NOT_OURS = object()
+
+
+class Verifier(Protocol):
+    """Checks a decoded JWT; returns until when the result may be cached (``None``: no limit)."""
+
+    def __call__(self, document: Document, /) -> float | None: ...
+
+
+class Authenticator:
+    """Turns request headers into a :class:`Principal` according to one config.
+
+    Build one per config at start-up and share it between threads.
+    """
+
+    def __init__(
+        self,
+        config: JwtHeadersConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        verifier: Verifier | None = None,
+        cache: TokenCache | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self._verify = verifier
+        self._cache = cache if cache is not None else LocalCache(config.token_cache_size, clock)
+        self._trust = PeerTrust(config.trusted_networks, config.trust_every_peer)
+        self._user = HeaderSource(config.user_name_header, config.user_header_self_verifying)
+        self._roles: HeaderSource | None = None
+        if config.roles_source is not None and not config.roles_share_user_header:
+            self._roles = HeaderSource(
+                config.roles_header_name or "", config.roles_header_self_verifying
+            )
+
+    def authenticate(self, environ: Mapping[str, Any]) -> tuple[Principal | None, list[str]]:
+        """The principal (``None``: anonymous) and the environ keys of unbelieved headers.
+
+        Raises :class:`Refusal` when the request must not reach the app.
+        """
+        dropped: list[str] = []
+        user_value = read_header(self._user, environ, self._trust, dropped)
+        roles_value = None
+        if self._roles is not None:
+            roles_value = read_header(self._roles, environ, self._trust, dropped)
+        if user_value is None:
+            return self._anonymous(), dropped
+        key = user_value if self._roles is None else (user_value, roles_value)
+        result = self._cache.get(key)
+        if result is None:
+            result = self._resolve(key, user_value, roles_value)
+        if result is _NOT_OURS:
+            return self._anonymous(), dropped
+        return result, dropped
+
+    def _anonymous(self) -> Principal | None:
+        if not self.config.allow_anonymous:
+            raise Unauthenticated()
+        return None
+
+    # ------------------------------------------------------------------ cache misses
+    def _resolve(self, key: Any, user_value: str, roles_value: str | None) -> Any:
+        try:
+            deadlines: list[float] = []
+            document, name = self._read_user(user_value, deadlines)
+            if name is None:
+                self._cache.set(key, _NOT_OURS, None)
+                return _NOT_OURS
+            roles = self._read_roles(document, user_value, roles_value, deadlines)
+        except Refusal as refusal:
+            self._log_refusal(refusal)
+            raise
+        principal = Principal(
+            name=name,
+            roles=convert_roles(
+                roles, self.config.role_map, self.config.only_external_listed_roles
+            ),
+            claims=Claims(document.text) if document is not None else None,
+        )
+        self._cache.set(key, principal, min(deadlines) if deadlines else None)
+        return principal
+
+    def _decode(self, value: str, fmt: str, deadlines: list[float]) -> Document | None:
+        """Decode (and, for a JWT, verify) one header value; ``None``: another auth scheme."""
+        check_size(value, self.config.max_header_bytes)
+        if fmt == "json":
+            return decode_json(value)
+        token = bearer_token(value)
+        if token is None:
+            return None
+        document = decode_jwt(token)
+        if self._verify is not None:
+            deadline = self._verify(document)
+            if deadline is not None:
+                deadlines.append(deadline)
+        return document
+
+    def _read_user(self, value: str, deadlines: list[float]) -> tuple[Document | None, str | None]:
+        config = self.config
+        try:
+            if config.user_name_format == "string":
+                check_size(value, config.max_header_bytes)
+                return None, check_user_name(header_text(value.strip()), config)
+            document = self._decode(value, config.user_name_format, deadlines)
+            if document is None:
+                return None, None
+            assert config.user_path is not None  # guaranteed by the config checks
+            name = name_from_claims(document.claims, config.user_path)
+            return document, check_user_name(name, config)
+        except Refusal as refusal:
+            refusal.header = refusal.header or config.user_name_header
+            refusal.fingerprint = refusal.fingerprint or fingerprint(value)
+            raise
+
+    def _read_roles(
+        self,
+        user_document: Document | None,
+        user_value: str,
+        roles_value: str | None,
+        deadlines: list[float],
+    ) -> list[str]:
+        config = self.config
+        source = config.roles_source
+        if source is None:
+            return []
+        if self._roles is None:  # roles come from the user-name header, already decoded
+            if source == "header":
+                return list(
+                    roles_from_header(header_text(user_value), config.roles_header_delimiter)
+                )
+            assert user_document is not None and config.roles_path is not None
+            return list(roles_from_claims(user_document.claims, config.roles_path))
+        if roles_value is None:
+            return []
+        try:
+            if source == "header":
+                check_size(roles_value, config.max_header_bytes)
+                return list(
+                    roles_from_header(header_text(roles_value), config.roles_header_delimiter)
+                )
+            document = self._decode(roles_value, source, deadlines)
+            if document is None:
+                return []
+            assert config.roles_path is not None
+            return list(roles_from_claims(document.claims, config.roles_path))
+        except Refusal as refusal:
+            refusal.header = refusal.header or config.roles_header_name
+            refusal.fingerprint = refusal.fingerprint or fingerprint(roles_value)
+            raise
+
+    def _log_refusal(self, refusal: Refusal) -> None:
+        level = logging.WARNING if refusal.status >= 500 else logging.INFO
+        logger.log(
+            level,
+            "%s header=%s fp=%s: %s",
+            refusal.reason,
+            safe(refusal.header),
+            refusal.fingerprint,
+            refusal.message,
+        )
+
+
+__all__ = ["Authenticator", "InvalidToken", "Verifier"]

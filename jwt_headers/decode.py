@@ -1,0 +1,197 @@
+"""From a header value to one decoded document: the only place request bytes are parsed.
+
+Everything downstream (signature and claim checks, user name, roles, the app's ``claims``) reads
+the :class:`Document` made here, so no check can pass on one parse while another parse feeds the
+identity (R11). Parsing is strict where PyJWT and ``json`` are lenient (R12, R13): canonical
+base64url only, no duplicate member names, no NaN/Infinity, bounded size and nesting depth.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import InvalidToken
+
+#: Deeper JSON than this is refused before ``json`` recurses into it (R13).
+MAX_JSON_DEPTH = 32
+
+_SCHEME = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+) +(.*)", re.DOTALL)
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+_BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+_ANOTHER_BEARER = re.compile(r",\s*bearer\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A decoded JSON document or JWT.
+
+    ``text`` is the claims' JSON text (kept by cached principals instead of the parsed dict);
+    for a JWT, ``header``, ``signing_input`` and ``signature`` feed the signature check.
+    """
+
+    claims: dict[str, Any]
+    text: str
+    header: dict[str, Any] | None = None
+    signing_input: bytes = b""
+    signature: bytes = b""
+    token: str = ""
+
+
+def header_text(value: str) -> str:
+    """Undo WSGI's latin-1 decoding of header bytes when they are UTF-8 (R14).
+
+    mod_auth_openidc 2.4.12 sends UTF-8 bytes; a WSGI server hands them over as latin-1 text, so
+    ``josé`` arrives as ``josÃ©``. Values that are not UTF-8 (latin-1 senders) are kept as they
+    came.
+    """
+    if value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return value
+
+
+def check_size(value: str, limit: int) -> None:
+    if len(value) > limit:
+        raise InvalidToken("oversized", f"header value longer than {limit} bytes")
+
+
+def bearer_token(value: str) -> str | None:
+    """The token in an ``Authorization``-style value, or ``None`` for another scheme.
+
+    ``Bearer <token>`` (scheme case-insensitive, one or more spaces) and a bare token are ours;
+    ``Basic ...``, ``Negotiate ...`` are not (absent). Look-alikes (``Bearer:x``, ``Bearer``
+    alone, inner spaces, two values joined by a repeated header) are malformed (R19).
+    """
+    value = value.strip()
+    match = _SCHEME.fullmatch(value)
+    if match is None:
+        token = value
+    else:
+        scheme, rest = match.group(1), match.group(2).strip()
+        if scheme.lower() == "bearer":
+            token = rest
+        elif "." in scheme or scheme.startswith("eyJ"):
+            raise InvalidToken("malformed", "token contains white space")
+        elif _ANOTHER_BEARER.search(rest):
+            raise InvalidToken("repeated_header", "several credentials in one header")
+        else:
+            return None
+    if "," in token:
+        raise InvalidToken("repeated_header", "several values for the token header")
+    if not token or any(ch.isspace() for ch in token):
+        raise InvalidToken("malformed", "malformed Bearer credentials")
+    return token
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate member name")
+    return result
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _depth_ok(text: str) -> bool:
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return True
+    depth = 0
+    for match in _BRACKETS.finditer(text):
+        char = match.group()
+        if char in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return False
+        elif char in "]}":
+            depth -= 1
+    return True
+
+
+def parse_json_object(text: str, what: str) -> dict[str, Any]:
+    """Strictly parse a JSON object; :class:`InvalidToken` on anything else."""
+    if not _depth_ok(text):
+        raise InvalidToken("malformed", f"{what} nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        document = json.loads(
+            text, object_pairs_hook=_object_without_duplicates, parse_constant=_no_constants
+        )
+    except (ValueError, RecursionError):
+        raise InvalidToken("malformed", f"{what} is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise InvalidToken("malformed", f"{what} is not a JSON object")
+    return document
+
+
+def decode_json(value: str) -> Document:
+    """A JSON header (``OIDC_id_token_payload``) to a :class:`Document`."""
+    text = header_text(value.strip())
+    return Document(parse_json_object(text, "JSON header"), text)
+
+
+def _segment(segment: str, what: str) -> bytes:
+    if not _BASE64URL.fullmatch(segment) or len(segment) % 4 == 1:
+        raise InvalidToken("malformed", f"token {what} is not base64url")
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError):
+        raise InvalidToken("malformed", f"token {what} is not base64url") from None
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != segment:
+        raise InvalidToken("malformed", f"token {what} is not canonical base64url")
+    return raw
+
+
+def _utf8(raw: bytes, what: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidToken("malformed", f"token {what} is not UTF-8") from None
+
+
+def decode_jwt(token: str) -> Document:
+    """A compact JWS to a :class:`Document`; everything else is refused (R12).
+
+    The signature is not checked here; that is ``verify``'s job, on this same document.
+    """
+    if not token.isascii():
+        raise InvalidToken("malformed", "token is not ASCII")
+    parts = token.split(".")
+    if len(parts) == 5:
+        raise InvalidToken("malformed", "encrypted tokens (JWE) are not accepted")
+    if len(parts) != 3:
+        raise InvalidToken("malformed", "token is not a compact JWS (three segments)")
+    header_b64, payload_b64, signature_b64 = parts
+    if not signature_b64:
+        raise InvalidToken("malformed", "token has no signature")
+    header = parse_json_object(_utf8(_segment(header_b64, "header"), "header"), "token header")
+    alg = header.get("alg")
+    if not isinstance(alg, str) or not alg:
+        raise InvalidToken("malformed", "token header has no alg")
+    if alg.lower() == "none":
+        raise InvalidToken("alg_not_allowed", "unsigned tokens (alg none) are not accepted")
+    if "crit" in header:
+        raise InvalidToken("malformed", "token header has crit extensions we do not implement")
+    if "b64" in header:
+        raise InvalidToken("malformed", "unencoded payloads (b64) are not accepted")
+    cty = header.get("cty")
+    if isinstance(cty, str) and cty.upper() == "JWT":
+        raise InvalidToken("malformed", "nested tokens (cty JWT) are not accepted")
+    payload_text = _utf8(_segment(payload_b64, "payload"), "payload")
+    claims = parse_json_object(payload_text, "token payload")
+    signature = _segment(signature_b64, "signature")
+    return Document(
+        claims=claims,
+        text=payload_text,
+        header=header,
+        signing_input=f"{header_b64}.{payload_b64}".encode("ascii"),
+        signature=signature,
+        token=token,
+    )

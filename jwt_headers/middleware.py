@@ -1,0 +1,112 @@
+"""The WSGI adapter: build nothing per request, ask the core, render its answer.
+
+Trust reasoning lives in ``sources`` and ``config``; this module only moves values between the
+environ and the core. It removes any upstream ``REMOTE_USER`` and ``jwt_headers.principal``
+first (R18), so the only identity the app can see is the one established here.
+
+Example::
+
+    from jwt_headers import JwtHeadersMiddleware
+
+    app.wsgi_app = JwtHeadersMiddleware(
+        app.wsgi_app,
+        user_name_header="OIDC_id_token_payload",
+        user_name_format="json",
+        user_name_json_path="preferred_username",
+    )
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from .config import JwtHeadersConfig
+from .core import Authenticator
+from .errors import ConfigError, IdpUnavailable, InvalidToken, Refusal
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+logger = logging.getLogger("jwt_headers")
+
+PRINCIPAL_KEY = "jwt_headers.principal"
+
+
+def refusal_response(refusal: Refusal) -> tuple[str, list[tuple[str, str]], bytes]:
+    """Status line, headers and body for a refusal (RFC 6750 for 401s)."""
+    body = json.dumps({"error": {"code": refusal.error_code, "message": refusal.message}})
+    headers = [
+        ("Content-Type", "application/json"),
+        ("Cache-Control", "no-store"),
+        ("Content-Length", str(len(body))),
+    ]
+    if refusal.status == 401:
+        status = "401 Unauthorized"
+        if isinstance(refusal, InvalidToken):
+            description = refusal.message.replace("\\", "").replace('"', "'")
+            challenge = f'Bearer error="invalid_token", error_description="{description}"'
+        else:
+            challenge = "Bearer"
+        headers.append(("WWW-Authenticate", challenge))
+    else:
+        status = "503 Service Unavailable"
+        retry = refusal.retry_after if isinstance(refusal, IdpUnavailable) else 5
+        headers.append(("Retry-After", str(retry)))
+    return status, headers, body.encode("utf-8")
+
+
+class JwtHeadersMiddleware:
+    """Authenticate every request from its headers before the wrapped app sees it.
+
+    :param app: the WSGI application to protect.
+    :param config: a :class:`JwtHeadersConfig`; or give its options as keywords instead.
+    :param clock: where validators read the time (tests freeze it).
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        config: JwtHeadersConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        **options: Any,
+    ) -> None:
+        if config is None:
+            config = JwtHeadersConfig(**options)
+        elif options:
+            raise ConfigError(
+                f"give either a config or options, not both (got config and {sorted(options)})"
+            )
+        self.app = app
+        self.config = config
+        self.authenticator = Authenticator(config, clock=clock)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        environ.pop("REMOTE_USER", None)
+        environ.pop(PRINCIPAL_KEY, None)
+        try:
+            principal, dropped = self.authenticator.authenticate(environ)
+        except Refusal as refusal:
+            return self._refuse(refusal, start_response)
+        except Exception as exc:  # fail closed: request input never makes a 500
+            logger.error("internal_error exc=%s: request refused", type(exc).__name__)
+            return self._refuse(
+                InvalidToken("internal_error", "credentials could not be processed"),
+                start_response,
+            )
+        for key in dropped:
+            environ.pop(key, None)
+        if principal is not None:
+            environ["REMOTE_USER"] = principal.name
+            environ[PRINCIPAL_KEY] = principal
+        return self.app(environ, start_response)
+
+    @staticmethod
+    def _refuse(refusal: Refusal, start_response: StartResponse) -> list[bytes]:
+        status, headers, body = refusal_response(refusal)
+        start_response(status, headers)
+        return [body]

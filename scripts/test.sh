@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Install jwt-headers with its dev extra into .venv, then lint, type-check and run the tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+python -m pip install -q -e ".[dev]"
+ruff check jwt_headers tests
+ruff format --check jwt_headers tests
+mypy
+python -m pytest -q -p no:cacheprovider

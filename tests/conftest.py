@@ -1,0 +1,94 @@
+"""Shared helpers: a recording WSGI app and a request runner that returns everything a test
+asserts on (status, headers, JSON body, whether the app ran and what it saw)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from werkzeug.test import Client
+
+from jwt_headers import JwtHeadersMiddleware
+
+LOOPBACK = "127.0.0.1"
+STRANGER = "203.0.113.9"
+
+
+@dataclass
+class RecordingApp:
+    """A WSGI app that remembers the environ of each call."""
+
+    calls: list[dict[str, Any]] = field(default_factory=list)
+
+    def __call__(self, environ, start_response):
+        self.calls.append(dict(environ))
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    @property
+    def called(self) -> bool:
+        return bool(self.calls)
+
+    @property
+    def environ(self) -> dict[str, Any]:
+        return self.calls[-1]
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: Any
+    body: bytes
+    app: RecordingApp
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def user(self) -> str | None:
+        return self.app.environ.get("REMOTE_USER") if self.app.called else None
+
+    @property
+    def principal(self):
+        return self.app.environ.get("jwt_headers.principal") if self.app.called else None
+
+
+def call(
+    middleware_or_options: Any = None,
+    headers: dict[str, str] | None = None,
+    *,
+    peer: str = LOOPBACK,
+    environ: dict[str, Any] | None = None,
+    **options: Any,
+) -> Answer:
+    """Send one request through a middleware (given, or built from ``options``)."""
+    if isinstance(middleware_or_options, JwtHeadersMiddleware):
+        middleware = middleware_or_options
+        app = middleware.app
+    else:
+        app = RecordingApp()
+        middleware = JwtHeadersMiddleware(app, **options)
+    base = {"REMOTE_ADDR": peer}
+    base.update(environ or {})
+    response = Client(middleware).get("/", headers=headers or {}, environ_base=base)
+    return Answer(response.status_code, response.headers, response.get_data(), app)
+
+
+def assert_invalid_token(answer: Answer, reason_fragment: str | None = None) -> None:
+    """401 per RFC 6750 with our JSON body, and the app never ran."""
+    assert answer.status == 401, answer.body
+    assert not answer.app.called
+    assert answer.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
+    assert answer.headers["Content-Type"] == "application/json"
+    body = answer.json
+    assert body["error"]["code"] == "INVALID_TOKEN"
+    if reason_fragment is not None:
+        assert reason_fragment in body["error"]["message"]
+
+
+@pytest.fixture
+def recording_app() -> RecordingApp:
+    return RecordingApp()
