@@ -61,8 +61,6 @@ SUPPORTED_ALGORITHMS = frozenset(
         "ES384",
         "ES512",
         "EdDSA",
-        "Ed25519",
-        "Ed448",
     }
 )
 _TOKEN_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 7230 tchar: a header name
@@ -96,7 +94,24 @@ def _check_url(option: str, value: object) -> str:
             f"{option}={value!r} is not an http(s) URL with a host; write e.g. "
             "'https://idp.example/realms/r/protocol/openid-connect/certs'"
         )
-    return value.strip()
+    url = value.strip()
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        logger.warning(
+            "%s uses plain http to %s: keys and tokens can be read or changed on the way; use "
+            "https",
+            option,
+            parts.hostname,
+        )
+    return url
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True, init=False, repr=False, eq=False)
@@ -141,6 +156,16 @@ class JwtHeadersConfig:
     # --- limits and caches
     max_header_bytes: int = 16384
     token_cache_size: int = 10_000
+    negative_cache_size: int = 1000
+    negative_cache_ttl: float = 30
+    # --- the key set and userinfo calls
+    jwks_cache_ttl: float = 300
+    jwks_refresh_cooldown: float = 30
+    jwks_max_stale: float = 86400
+    userinfo_cache_ttl: float = 300
+    http_connect_timeout: float = 2.0
+    http_read_timeout: float = 3.0
+    max_response_bytes: int = 1_048_576
 
     # Derived at build time; not options.
     user_path: JsonPath | None = field(default=None, init=False)
@@ -294,6 +319,14 @@ class JwtHeadersConfig:
                 raise ConfigError(f"{option.name}={value!r}: must be a string")
         if self.max_header_bytes < 1:
             raise ConfigError("max_header_bytes must be at least 1 (default 16384)")
+        for name in ("http_connect_timeout", "http_read_timeout", "max_response_bytes"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be greater than 0")
+        if self.negative_cache_ttl > 60:
+            raise ConfigError(
+                f"negative_cache_ttl={self.negative_cache_ttl!r}: at most 60 seconds, so a token "
+                "refused for a passing reason is not refused for long"
+            )
 
     def _check_user_name(self) -> None:
         if not self.user_name_header:
@@ -393,6 +426,12 @@ class JwtHeadersConfig:
             raise ConfigError("algorithms must name at least one algorithm, e.g. RS256")
         if self.validate_signature:
             self._set("jwks_uri", _check_url("jwks_uri", self.jwks_uri))
+            if not self.validate_issuer:
+                logger.warning(
+                    "validate_signature is on without validate_issuer: any token signed by the "
+                    "keys at jwks_uri is accepted, including other tenants' or realms' on a shared "
+                    "identity provider; set validate_issuer=true and issuer=<the 'iss' value>"
+                )
         if self.validate_userinfo:
             self._set("userinfo_endpoint", _check_url("userinfo_endpoint", self.userinfo_endpoint))
         if self.validate_audience:
@@ -465,7 +504,18 @@ def _as_list(option: str, value: Any) -> tuple[str, ...]:
     raise ConfigError(f"{option}={value!r}: give a list of strings or a comma-separated string")
 
 
-_FLOAT_OPTIONS = frozenset({"leeway"})
+_FLOAT_OPTIONS = frozenset(
+    {
+        "leeway",
+        "negative_cache_ttl",
+        "jwks_cache_ttl",
+        "jwks_refresh_cooldown",
+        "jwks_max_stale",
+        "userinfo_cache_ttl",
+        "http_connect_timeout",
+        "http_read_timeout",
+    }
+)
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 

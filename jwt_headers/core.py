@@ -8,6 +8,7 @@ request of a session) costs one dictionary lookup.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -17,16 +18,60 @@ from .cache import LocalCache, TokenCache
 from .config import JwtHeadersConfig
 from .decode import Document, bearer_token, check_size, decode_json, decode_jwt, header_text
 from .errors import InvalidToken, Refusal, Unauthenticated
+from .flight import SingleFlight
+from .http import HttpSettings, new_session
 from .identity import check_user_name, name_from_claims, roles_from_claims, roles_from_header
+from .jwks import JwksClient
 from .logtools import fingerprint, safe
 from .principal import Claims, Principal
 from .rolemap import convert_roles
 from .sources import HeaderSource, PeerTrust, read_header
+from .userinfo import UserinfoClient
+from .verify import TokenVerifier
 
 logger = logging.getLogger("jwt_headers")
 
 #: Cached for a header that is present but not ours (``Basic ...``): the request is anonymous.
 _NOT_OURS = object()
+#: Refusals worth remembering: the same bad token again costs a lookup, not a signature check.
+#: Time-dependent ones are not kept (the token may become valid within the negative TTL).
+_NOT_NEGATIVELY_CACHED = frozenset({"not_yet_valid", "issued_in_future"})
+
+
+def build_verifier(config: JwtHeadersConfig, clock: Callable[[], float]) -> TokenVerifier | None:
+    """The configured checks, with their HTTP clients, or ``None`` when nothing is validated."""
+    if not config.validate_token:
+        return None
+    settings = HttpSettings(
+        config.http_connect_timeout, config.http_read_timeout, config.max_response_bytes
+    )
+    session = new_session()
+    jwks = None
+    if config.validate_signature and config.jwks_uri:
+        jwks = JwksClient(
+            config.jwks_uri,
+            algorithms=config.algorithms,
+            http_settings=settings,
+            cache_ttl=config.jwks_cache_ttl,
+            refresh_cooldown=config.jwks_refresh_cooldown,
+            max_stale=config.jwks_max_stale,
+            clock=clock,
+            session=session,
+        )
+    userinfo = None
+    if config.validate_userinfo and config.userinfo_endpoint:
+        userinfo = UserinfoClient(
+            config.userinfo_endpoint,
+            http_settings=settings,
+            validate_subject=config.validate_subject,
+            session=session,
+        )
+    return TokenVerifier(config, clock=clock, jwks=jwks, userinfo=userinfo)
+
+
+def _digest(key: Any) -> bytes:
+    text = key if isinstance(key, str) else "\0".join(part or "" for part in key)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
 class Verifier(Protocol):
@@ -51,8 +96,11 @@ class Authenticator:
     ) -> None:
         self.config = config
         self.clock = clock
-        self._verify = verifier
+        self.verifier = verifier if verifier is not None else build_verifier(config, clock)
+        self._verify = self.verifier
         self._cache = cache if cache is not None else LocalCache(config.token_cache_size, clock)
+        self._refused = LocalCache(config.negative_cache_size, clock)
+        self._flight = SingleFlight()
         self._trust = PeerTrust(config.trusted_networks, config.trust_every_peer)
         self._user = HeaderSource(config.user_name_header, config.user_header_self_verifying)
         self._roles: HeaderSource | None = None
@@ -76,7 +124,7 @@ class Authenticator:
         key = user_value if self._roles is None else (user_value, roles_value)
         result = self._cache.get(key)
         if result is None:
-            result = self._resolve(key, user_value, roles_value)
+            result = self._miss(key, user_value, roles_value)
         if result is _NOT_OURS:
             return self._anonymous(), dropped
         return result, dropped
@@ -87,17 +135,32 @@ class Authenticator:
         return None
 
     # ------------------------------------------------------------------ cache misses
-    def _resolve(self, key: Any, user_value: str, roles_value: str | None) -> Any:
+    def _miss(self, key: Any, user_value: str, roles_value: str | None) -> Any:
+        digest = _digest(key)
+        known = self._refused.get(digest)
+        if known is not None:
+            refusal = InvalidToken(known.reason, known.message)
+            refusal.header, refusal.fingerprint = known.header, known.fingerprint
+            self._log_refusal(refusal)
+            raise refusal
         try:
-            deadlines: list[float] = []
-            document, name = self._read_user(user_value, deadlines)
-            if name is None:
-                self._cache.set(key, _NOT_OURS, None)
-                return _NOT_OURS
-            roles = self._read_roles(document, user_value, roles_value, deadlines)
+            return self._flight.run(digest, lambda: self._resolve(key, user_value, roles_value))
         except Refusal as refusal:
             self._log_refusal(refusal)
+            if isinstance(refusal, InvalidToken) and refusal.reason not in _NOT_NEGATIVELY_CACHED:
+                self._refused.set(digest, refusal, self.clock() + self.config.negative_cache_ttl)
             raise
+
+    def _resolve(self, key: Any, user_value: str, roles_value: str | None) -> Any:
+        cached = self._cache.get(key)  # a concurrent flight may have just filled it
+        if cached is not None:
+            return cached
+        deadlines: list[float] = []
+        document, name = self._read_user(user_value, deadlines)
+        if name is None:
+            self._cache.set(key, _NOT_OURS, None)
+            return _NOT_OURS
+        roles = self._read_roles(document, user_value, roles_value, deadlines)
         principal = Principal(
             name=name,
             roles=convert_roles(

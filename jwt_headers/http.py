@@ -1,0 +1,79 @@
+"""Outbound HTTP for the key set and userinfo: short, capped, never redirected.
+
+Every call has explicit connect and read timeouts plus a total deadline (a server that drips one
+byte per second cannot hold a request longer than the configured time), a response size cap,
+no redirects (a redirect is a failed call: R27, R31) and no proxy settings taken from the
+environment (outbound calls go exactly where the config says).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import requests
+
+
+class FetchFailed(Exception):
+    """The call could not be made or gave no usable answer; ``reason`` is a log-safe code."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    connect_timeout: float
+    read_timeout: float
+    max_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class HttpAnswer:
+    status: int
+    body: bytes
+
+
+def new_session() -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False  # no HTTP(S)_PROXY / .netrc surprises: go where configured
+    return session
+
+
+def get(
+    session: requests.Session,
+    url: str,
+    settings: HttpSettings,
+    headers: dict[str, str] | None = None,
+) -> HttpAnswer:
+    """GET ``url``; raise :class:`FetchFailed` on network trouble or an oversized body."""
+    deadline = time.monotonic() + settings.connect_timeout + settings.read_timeout
+    try:
+        response = session.get(
+            url,
+            headers=headers,
+            timeout=(settings.connect_timeout, settings.read_timeout),
+            allow_redirects=False,
+            stream=True,
+        )
+    except requests.Timeout:
+        raise FetchFailed("timeout") from None
+    except requests.RequestException:
+        raise FetchFailed("connection_error") from None
+    with response:
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            for chunk in response.iter_content(chunk_size=65536):
+                size += len(chunk)
+                if size > settings.max_bytes:
+                    raise FetchFailed("response_too_large")
+                if time.monotonic() > deadline:
+                    raise FetchFailed("timeout")
+                chunks.append(chunk)
+        except requests.Timeout:
+            raise FetchFailed("timeout") from None
+        except requests.RequestException:
+            raise FetchFailed("connection_error") from None
+        return HttpAnswer(response.status_code, b"".join(chunks))

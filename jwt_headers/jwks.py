@@ -1,0 +1,199 @@
+"""The key set at ``jwks_uri``: fetched rarely, kept through outages, refetched on a new ``kid``.
+
+What the peers' users keep asking for, and what this client does (R27-R30):
+
+* the keys are cached for ``jwks_cache_ttl`` seconds; an unknown ``kid`` triggers a refetch at
+  most once per ``jwks_refresh_cooldown`` across all threads, so a flood of made-up ``kid``\\s
+  costs the identity provider one request per cooldown and a rotated key is accepted within one;
+* one fetch is in flight at a time: concurrent requests wait for it instead of starting theirs;
+* a failed or garbage fetch never drops the last good keys (stale-if-error, up to
+  ``jwks_max_stale`` seconds); only when no key set was ever fetched is the request refused
+  with 503 (fail closed);
+* PyJWT's :class:`~jwt.PyJWKSet` reads the keys; keys that are not for signatures, symmetric
+  (``oct``) keys and keys for algorithms outside the allow-list are dropped when the set is
+  loaded, so they can never verify anything.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import requests
+from jwt import PyJWK, PyJWKSet
+from jwt.exceptions import PyJWKSetError, PyJWTError
+
+from . import http
+from .errors import IdpUnavailable, InvalidToken
+
+logger = logging.getLogger("jwt_headers")
+
+
+@dataclass(frozen=True)
+class KeySet:
+    """An immutable snapshot of the usable keys, indexed for exact ``kid`` lookup."""
+
+    by_kid: dict[str, tuple[PyJWK, ...]]
+    all_keys: tuple[PyJWK, ...]
+    fetched_at: float
+
+    def find(self, kid: str | None, alg: str) -> tuple[PyJWK, ...]:
+        if kid is not None:
+            return self.by_kid.get(kid, ())
+        return tuple(key for key in self.all_keys if key.algorithm_name == alg)
+
+
+def usable_keys(jwks: list[object], algorithms: frozenset[str]) -> list[PyJWK]:
+    """The keys that may verify a signature (R2): for signing, asymmetric, allowed algorithm.
+
+    Raises :class:`http.FetchFailed` when none is left.
+    """
+    candidates = []
+    for jwk in jwks:
+        if not isinstance(jwk, dict) or jwk.get("kty") == "oct":
+            continue
+        use, ops, kid = jwk.get("use"), jwk.get("key_ops"), jwk.get("kid")
+        if use is not None and use != "sig":
+            continue
+        if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
+            continue
+        if kid is not None and not isinstance(kid, str):
+            continue
+        candidates.append(jwk)
+    try:
+        loaded = PyJWKSet(candidates).keys if candidates else []
+    except (PyJWKSetError, PyJWTError):
+        loaded = []
+    keys = [key for key in loaded if key.algorithm_name in algorithms]
+    if not keys:
+        raise http.FetchFailed("no_usable_keys")
+    return keys
+
+
+@dataclass
+class _State:
+    keys: KeySet | None = None
+    last_attempt: float | None = None
+    fetches: int = 0
+    failures: int = 0
+    fetch_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class JwksClient:
+    """Keys from one ``jwks_uri``, shared by all threads of one middleware."""
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        algorithms: Iterable[str],
+        http_settings: http.HttpSettings,
+        cache_ttl: float = 300,
+        refresh_cooldown: float = 30,
+        max_stale: float = 86400,
+        clock: Callable[[], float],
+        session: requests.Session | None = None,
+    ) -> None:
+        self.uri = uri
+        self._algorithms = frozenset(algorithms)
+        self._http = http_settings
+        self._ttl = cache_ttl
+        self._cooldown = refresh_cooldown
+        self._max_stale = max_stale
+        self._clock = clock
+        self._session = session or http.new_session()
+        self._state = _State()
+
+    @property
+    def fetch_count(self) -> int:
+        """How many times the key set was requested from the identity provider."""
+        return self._state.fetches
+
+    def keys_for(self, kid: str | None, alg: str) -> tuple[PyJWK, ...]:
+        """Candidate keys for a token header; refuses with 503 when none could ever be fetched."""
+        keys = self._current()
+        found = keys.find(kid, alg)
+        if not found:
+            # A kid we have not seen: perhaps the IdP rotated. Refetch, at most once per cooldown.
+            keys = self._refresh(force=True) or keys
+            found = keys.find(kid, alg)
+        if not found:
+            raise InvalidToken("unknown_key", "no key of the identity provider matches the token")
+        return found
+
+    def _current(self) -> KeySet:
+        keys = self._state.keys
+        if keys is not None and self._clock() - keys.fetched_at < self._ttl:
+            return keys
+        refreshed = self._refresh(force=False)
+        if refreshed is not None:
+            return refreshed
+        keys = self._state.keys
+        if keys is not None and self._clock() - keys.fetched_at < self._max_stale:
+            return keys  # stale-if-error: the IdP is down or answered garbage (R28)
+        raise IdpUnavailable(
+            "jwks_unavailable",
+            "the identity provider's key set cannot be fetched",
+            retry_after=int(self._retry_after()),
+        )
+
+    def _retry_after(self) -> float:
+        last = self._state.last_attempt
+        if last is None:
+            return 1
+        return max(1.0, self._cooldown - (self._clock() - last))
+
+    def _due(self, force: bool) -> bool:
+        state = self._state
+        now = self._clock()
+        if state.last_attempt is not None and now - state.last_attempt < self._cooldown:
+            return False  # somebody fetched (or failed to) a moment ago
+        if force or state.keys is None:
+            return True
+        return now - state.keys.fetched_at >= self._ttl
+
+    def _refresh(self, force: bool) -> KeySet | None:
+        """Fetch if due; the new key set, or ``None`` when nothing new was loaded."""
+        state = self._state
+        if not self._due(force):
+            return None
+        before = state.keys
+        with state.fetch_lock:  # single flight: the others wait here, then see the new keys
+            if state.keys is not before:
+                return state.keys
+            if not self._due(force):
+                return None
+            state.last_attempt = self._clock()
+            state.fetches += 1
+            try:
+                state.keys = self._fetch()
+            except http.FetchFailed as failure:
+                state.failures += 1
+                logger.warning(
+                    "jwks_fetch_failed reason=%s: keeping %s",
+                    failure.reason,
+                    "the last good keys" if state.keys else "no keys (requests get 503)",
+                )
+                return None
+            return state.keys
+
+    def _fetch(self) -> KeySet:
+        answer = http.get(self._session, self.uri, self._http)
+        if answer.status != 200:
+            raise http.FetchFailed(f"status_{answer.status}")
+        try:
+            document = json.loads(answer.body)
+        except (ValueError, RecursionError):
+            raise http.FetchFailed("not_json") from None
+        if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+            raise http.FetchFailed("not_a_key_set")
+        keys = usable_keys(document["keys"], self._algorithms)
+        by_kid: dict[str, tuple[PyJWK, ...]] = {}
+        for key in keys:
+            if key.key_id is not None:
+                by_kid[key.key_id] = (*by_kid.get(key.key_id, ()), key)
+        logger.info("jwks_loaded keys=%d", len(keys))
+        return KeySet(by_kid=by_kid, all_keys=tuple(keys), fetched_at=self._clock())

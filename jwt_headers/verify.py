@@ -1,0 +1,135 @@
+"""Checking a decoded JWT: signature, then times, issuer, audience, and userinfo last.
+
+The signature is checked with PyJWT's algorithm objects on keys PyJWT prepared once from the
+key set, over the bytes :mod:`decode` already split out, so the token is parsed exactly once
+(R11). The claim checks are written here rather than taken from ``jwt.decode`` because PyJWT
+(2.15) can only run them by decoding the token a second time, and lets through what we must
+refuse: no ``exp``, an ``exp`` given as a string, booleans as numbers, and audience claims other
+than ``aud`` (R6-R9).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+from .config import JwtHeadersConfig
+from .decode import Document
+from .errors import InvalidToken
+from .jwks import JwksClient
+from .logtools import safe
+from .userinfo import UserinfoClient
+
+logger = logging.getLogger("jwt_headers")
+
+MAX_KID_LENGTH = 256
+
+
+def _number(claims: dict[str, Any], name: str) -> float | None:
+    """A time claim as a number; refuse strings, booleans, NaN and infinities (R6, R7)."""
+    if name not in claims:
+        return None
+    value = claims[name]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidToken(f"bad_{name}", f"token {name} is not a number")
+    return float(value)
+
+
+def check_times(claims: dict[str, Any], now: float, leeway: float) -> float:
+    """Check ``exp`` (required), ``nbf`` and ``iat``; return until when the token is good."""
+    exp = _number(claims, "exp")
+    if exp is None:
+        raise InvalidToken("no_valid_exp", "token has no valid exp")
+    if exp <= now - leeway:
+        raise InvalidToken("expired", "token expired")
+    nbf = _number(claims, "nbf")
+    if nbf is not None and nbf > now + leeway:
+        raise InvalidToken("not_yet_valid", "token is not valid yet (nbf)")
+    iat = _number(claims, "iat")
+    if iat is not None and iat > now + leeway:
+        raise InvalidToken("issued_in_future", "token is issued in the future (iat)")
+    return exp + leeway
+
+
+def check_issuer(claims: dict[str, Any], issuers: tuple[str, ...]) -> None:
+    """Exact string equality: no prefix, no trailing-slash or case folding (R9)."""
+    issuer = claims.get("iss")
+    if not isinstance(issuer, str) or issuer not in issuers:
+        raise InvalidToken("wrong_issuer", "token issuer is not accepted")
+
+
+def check_audience(claims: dict[str, Any], claim: str, audiences: tuple[str, ...]) -> None:
+    """The claim is a string or a non-empty list of strings holding an accepted value (R8)."""
+    value = claims.get(claim)
+    if isinstance(value, str):
+        values: list[Any] = [value]
+    elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        values = value
+    else:
+        raise InvalidToken("wrong_audience", f"token has no valid {claim} claim")
+    if not any(v in audiences for v in values):
+        raise InvalidToken("wrong_audience", f"token {claim} is not accepted")
+
+
+class TokenVerifier:
+    """Runs the configured checks on a decoded JWT; returns until when the result holds."""
+
+    def __init__(
+        self,
+        config: JwtHeadersConfig,
+        *,
+        clock: Callable[[], float],
+        jwks: JwksClient | None,
+        userinfo: UserinfoClient | None,
+    ) -> None:
+        self._config = config
+        self._clock = clock
+        self._jwks = jwks
+        self._userinfo = userinfo
+        self._algorithms = frozenset(config.algorithms)
+        self._audiences = config.audience or ()
+        self._issuers = config.issuer or ()
+
+    def __call__(self, document: Document) -> float | None:
+        config = self._config
+        if self._jwks is not None:
+            self.check_signature(document)
+        now = self._clock()
+        deadline: float | None = None
+        if config.validate_expiry:
+            deadline = check_times(document.claims, now, config.leeway)
+        if config.validate_issuer:
+            check_issuer(document.claims, self._issuers)
+        if config.validate_audience:
+            check_audience(document.claims, config.audience_claim, self._audiences)
+        if self._userinfo is not None:
+            self._userinfo.check(document.token, document.claims)
+            until = now + config.userinfo_cache_ttl
+            deadline = until if deadline is None else min(deadline, until)
+        return deadline
+
+    def check_signature(self, document: Document) -> None:
+        assert document.header is not None and self._jwks is not None
+        alg = document.header["alg"]
+        if alg not in self._algorithms:
+            logger.info("alg_not_allowed alg=%s", safe(alg, 16))
+            raise InvalidToken("alg_not_allowed", "token algorithm is not allowed")
+        kid = document.header.get("kid")
+        if kid is not None and (not isinstance(kid, str) or not kid or len(kid) > MAX_KID_LENGTH):
+            raise InvalidToken("bad_kid", "token kid is not a usable key id")
+        tried = False
+        for key in self._jwks.keys_for(kid, alg):
+            if key.algorithm_name != alg:
+                continue  # each key verifies only its own algorithm (R2)
+            tried = True
+            try:
+                verified = key.Algorithm.verify(document.signing_input, key.key, document.signature)
+            except Exception:  # a malformed signature is a bad signature, never a pass
+                verified = False
+            if verified:
+                return
+        if not tried:
+            raise InvalidToken("alg_key_mismatch", "token algorithm does not match its key")
+        raise InvalidToken("bad_signature", "token signature is not valid")
