@@ -6,7 +6,7 @@ python3 -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q -e ".[dev]"
-ruff check jwt_headers tests
-ruff format --check jwt_headers tests
+ruff check jwt_headers tests benchmarks
+ruff format --check jwt_headers tests benchmarks
 mypy
 python -m pytest -q -p no:cacheprovider
