@@ -13,7 +13,7 @@ README = Path(__file__).resolve().parent.parent / "README.rst"
 def test_readme_renders_without_warnings():
     docutils.core.publish_string(
         README.read_text(encoding="utf-8"),
-        writer_name="null",
+        writer="null",
         settings_overrides={"report_level": 2, "halt_level": 2},
     )
 
