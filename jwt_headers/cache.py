@@ -22,8 +22,8 @@ class TokenCache(Protocol):
     def get(self, key: Hashable) -> Any | None:
         """The live value for ``key``, or ``None``."""
 
-    def set(self, key: Hashable, value: Any, deadline: float | None) -> None:
-        """Keep ``value`` until ``deadline`` (a clock reading; ``None``: until evicted)."""
+    def set(self, key: Hashable, value: Any, ttl: float | None) -> None:
+        """Keep ``value`` for ``ttl`` seconds (``None``: until evicted)."""
 
 
 class LocalCache:
@@ -47,9 +47,10 @@ class LocalCache:
             return None
         return value
 
-    def set(self, key: Hashable, value: Any, deadline: float | None) -> None:
+    def set(self, key: Hashable, value: Any, ttl: float | None) -> None:
         if not self._enabled:
             return
+        deadline = None if ttl is None else self._clock() + ttl
         with self._lock:
             self._data[key] = (value, deadline)
 

@@ -148,7 +148,7 @@ class Authenticator:
         except Refusal as refusal:
             self._log_refusal(refusal)
             if isinstance(refusal, InvalidToken) and refusal.reason not in _NOT_NEGATIVELY_CACHED:
-                self._refused.set(digest, refusal, self.clock() + self.config.negative_cache_ttl)
+                self._refused.set(digest, refusal, self.config.negative_cache_ttl)
             raise
 
     def _resolve(self, key: Any, user_value: str, roles_value: str | None) -> Any:
@@ -168,7 +168,8 @@ class Authenticator:
             ),
             claims=Claims(document.text) if document is not None else None,
         )
-        self._cache.set(key, principal, min(deadlines) if deadlines else None)
+        ttl = min(deadlines) - self.clock() if deadlines else None
+        self._cache.set(key, principal, ttl)
         return principal
 
     def _decode(self, value: str, fmt: str, deadlines: list[float]) -> Document | None:
