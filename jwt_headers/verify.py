@@ -73,8 +73,16 @@ def check_audience(claims: dict[str, Any], claim: str, audiences: tuple[str, ...
         raise InvalidToken("wrong_audience", f"token {claim} is not accepted")
 
 
+#: One check: the decoded token and the time in, until when it holds (``None``: no limit) out.
+Check = Callable[[Document, float], "float | None"]
+
+
 class TokenVerifier:
-    """Runs the configured checks on a decoded JWT; returns until when the result holds."""
+    """Runs the configured checks on a decoded JWT; returns until when the result holds.
+
+    The checks are chosen once, here, in the order that keeps the identity provider out of
+    the loop for tokens we can refuse ourselves; ``explain`` walks the same list.
+    """
 
     def __init__(
         self,
@@ -86,32 +94,42 @@ class TokenVerifier:
     ) -> None:
         self._config = config
         self._clock = clock
-        self._jwks = jwks
-        self._userinfo = userinfo
+        self.jwks = jwks
+        self.userinfo = userinfo
         self._algorithms = frozenset(config.algorithms)
-        self._audiences = config.audience or ()
-        self._issuers = config.issuer or ()
+        audiences, issuers = config.audience or (), config.issuer or ()
+        leeway, claim = config.leeway, config.audience_claim
+        checks: list[tuple[str, Check]] = []
+        if jwks is not None:
+            checks.append(("signature", self._signature))
+        if config.validate_expiry:
+            checks.append(("expiry", lambda doc, now: check_times(doc.claims, now, leeway)))
+        if config.validate_issuer:
+            checks.append(("issuer", lambda doc, now: check_issuer(doc.claims, issuers)))
+        if config.validate_audience:
+            checks.append(
+                ("audience", lambda doc, now: check_audience(doc.claims, claim, audiences))
+            )
+        if userinfo is not None:
+            checks.append(("userinfo", self._userinfo))
+        self.checks: tuple[tuple[str, Check], ...] = tuple(checks)
 
     def __call__(self, document: Document) -> float | None:
-        config = self._config
-        if self._jwks is not None:
-            self.check_signature(document)
         now = self._clock()
         deadline: float | None = None
-        if config.validate_expiry:
-            deadline = check_times(document.claims, now, config.leeway)
-        if config.validate_issuer:
-            check_issuer(document.claims, self._issuers)
-        if config.validate_audience:
-            check_audience(document.claims, config.audience_claim, self._audiences)
-        if self._userinfo is not None:
-            self._userinfo.check(document.token, document.claims)
-            until = now + config.userinfo_cache_ttl
-            deadline = until if deadline is None else min(deadline, until)
+        for _name, check in self.checks:
+            until = check(document, now)
+            if until is not None:
+                deadline = until if deadline is None else min(deadline, until)
         return deadline
 
-    def check_signature(self, document: Document) -> None:
-        assert document.header is not None and self._jwks is not None
+    def _userinfo(self, document: Document, now: float) -> float:
+        assert self.userinfo is not None
+        self.userinfo.check(document.token, document.claims)
+        return now + self._config.userinfo_cache_ttl
+
+    def _signature(self, document: Document, now: float) -> None:
+        assert document.header is not None and self.jwks is not None
         alg = document.header["alg"]
         if alg not in self._algorithms:
             logger.info("alg_not_allowed alg=%s", safe(alg, 16))
@@ -120,7 +138,7 @@ class TokenVerifier:
         if kid is not None and (not isinstance(kid, str) or not kid or len(kid) > MAX_KID_LENGTH):
             raise InvalidToken("bad_kid", "token kid is not a usable key id")
         tried = False
-        for key in self._jwks.keys_for(kid, alg):
+        for key in self.jwks.keys_for(kid, alg):
             if key.algorithm_name != alg:
                 continue  # each key verifies only its own algorithm (R2)
             tried = True
