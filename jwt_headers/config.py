@@ -309,7 +309,8 @@ class JwtHeadersConfig:
                 if not isinstance(value, bool):
                     raise ConfigError(f"{option.name}={value!r}: must be true or false")
             elif option.name in self._LIST_OPTIONS:
-                self._set(option.name, _as_list(option.name, value))
+                if value is not None or default is not None:
+                    self._set(option.name, _as_list(option.name, value))
             elif isinstance(default, int | float):
                 if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                     raise ConfigError(f"{option.name}={value!r}: must be a number >= 0")

@@ -1,0 +1,303 @@
+"""``jwt-headers explain``: what the middleware would do with these headers, step by step.
+
+It walks the same pieces the middleware uses (header lookup, decode, the verifier's check list,
+name and role extraction, the role map) and prints each step with pass/fail and why, then runs
+the real pipeline once for the final outcome, so the explanation can never drift from the
+behaviour. It prints fingerprints, never a token, a header value or a secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
+
+from .config import JwtHeadersConfig
+from .core import Authenticator
+from .decode import Document, bearer_token, check_size, decode_json, decode_jwt, header_text
+from .errors import ConfigError, Refusal
+from .identity import check_user_name, name_from_claims, roles_from_claims, roles_from_header
+from .logtools import fingerprint, safe
+from .middleware import refusal_response
+from .rolemap import convert_roles
+from .sources import HeaderSource, PeerTrust
+from .verify import TokenVerifier
+
+_SECRET_OPTIONS: frozenset[str] = frozenset()  # no option holds a secret today; keep the hook
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(JwtHeadersConfig) if f.init}
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "explain",
+        help="show what the middleware would do with given headers",
+        description=(
+            "Show, step by step, what jwt-headers would do with a request: which header it "
+            "reads, the user name and roles before and after conversion, each validation step, "
+            "and the outcome. Tokens and header values are shown only as fingerprints."
+        ),
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--config", metavar="FILE.toml", help="options from a [jwt_headers] table")
+    source.add_argument(
+        "--env", action="store_true", help="options from JWT_HEADERS_* environment variables"
+    )
+    parser.add_argument(
+        "-o",
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an option (repeatable; added to --config/--env)",
+    )
+    parser.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        default=[],
+        metavar="'Name: value'",
+        help="a request header (repeatable)",
+    )
+    parser.add_argument(
+        "-e",
+        "--environ",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a plain environ key as mod_wsgi sets it, e.g. OIDC_id_token_payload={...}",
+    )
+    parser.add_argument(
+        "--stdin",
+        action="store_true",
+        help="read a request (optional request line, then 'Name: value' lines) from stdin",
+    )
+    parser.add_argument("--peer", default="127.0.0.1", help="REMOTE_ADDR (default 127.0.0.1)")
+    parser.set_defaults(run=run)
+
+
+def _pairs(items: Sequence[str], sep: str, what: str) -> list[tuple[str, str]]:
+    pairs = []
+    for item in items:
+        name, found, value = item.partition(sep)
+        if not found or not name.strip():
+            raise ConfigError(f"{what} {item!r}: write it as NAME{sep}VALUE")
+        pairs.append((name.strip(), value.strip() if sep == ":" else value))
+    return pairs
+
+
+def build_config(args: argparse.Namespace) -> JwtHeadersConfig:
+    """Options from --config or --env, then each --option on top (text, as in a file)."""
+    options: dict[str, Any] = {}
+    base = None
+    if args.config:
+        base = JwtHeadersConfig.from_file(args.config)
+    elif args.env:
+        base = JwtHeadersConfig.from_env()
+    if base is not None:
+        options = {name: getattr(base, name) for name in JwtHeadersConfig.option_names()}
+    options.update(_pairs(args.option, "=", "--option"))
+    return JwtHeadersConfig.from_mapping(options)
+
+
+def build_environ(args: argparse.Namespace, stdin: TextIO) -> dict[str, Any]:
+    environ: dict[str, Any] = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "REMOTE_ADDR": args.peer}
+    lines = list(args.header)
+    if args.stdin:
+        for line in stdin.read().splitlines():
+            if line.strip() and ":" in line.split(" ", 1)[0] + line:
+                if " HTTP/" in line and ":" not in line.split(" ", 1)[0]:
+                    continue  # the request line
+                lines.append(line)
+    for name, value in _pairs(lines, ":", "header"):
+        key = "HTTP_" + name.upper().replace("-", "_")
+        environ[key] = f"{environ[key]},{value}" if key in environ else value
+    for key, value in _pairs(args.environ, "=", "--environ"):
+        environ[key] = value
+    return environ
+
+
+class _Report:
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+
+    def line(self, label: str, text: str) -> None:
+        self.out.write(f"{label:<12}{text}\n")
+
+    def step(self, name: str, ok: bool, detail: str = "") -> None:
+        mark = "pass" if ok else "FAIL"
+        self.out.write(f"  {name:<10}{mark}{'  ' + detail if detail else ''}\n")
+
+
+def _describe_source(
+    source: HeaderSource, environ: Mapping[str, Any], trust: PeerTrust
+) -> tuple[str | None, str]:
+    if source.plain_key is not None:
+        value = environ.get(source.plain_key)
+        if isinstance(value, str) and value.strip():
+            return value, f"plain environ key {source.plain_key} (set by the server: believed)"
+    value = environ.get(source.http_key)
+    if not isinstance(value, str) or not value.strip():
+        return None, f"absent (looked at {source.plain_key or '-'} and {source.http_key})"
+    if source.self_verifying:
+        return value, f"request header {source.http_key} (signature-checked JWT: any peer)"
+    if trust.is_trusted(environ.get("REMOTE_ADDR")):
+        return value, f"request header {source.http_key} (peer is in trusted_proxies)"
+    return None, (
+        f"request header {source.http_key} IGNORED: peer {safe(environ.get('REMOTE_ADDR'))} is "
+        "not in trusted_proxies and the header proves nothing by itself"
+    )
+
+
+def _walk(
+    report: _Report, authenticator: Authenticator, label: str, value: str, fmt: str
+) -> Document | None:
+    """Decode and verify one header value, reporting each step; raises the first refusal."""
+    config = authenticator.config
+    report.line("", f"fp={fingerprint(value)}, {len(value)} bytes, format {fmt}")
+    check_size(value, config.max_header_bytes)
+    if fmt == "json":
+        document = decode_json(value)
+        report.step("decode", True, f"JSON object with {len(document.claims)} members")
+        return document
+    token = bearer_token(value)
+    if token is None:
+        report.step("scheme", True, "another auth scheme (e.g. Basic): not ours, treated as absent")
+        return None
+    document = decode_jwt(token)
+    assert document.header is not None
+    report.step(
+        "decode",
+        True,
+        f"compact JWS, alg={safe(document.header.get('alg'), 16)} "
+        f"kid={safe(document.header.get('kid'), 40)}, token fp={fingerprint(token)}",
+    )
+    verifier = authenticator.verifier
+    if verifier is None:
+        report.step("validate", True, "validate_token is off: claims are read without checks")
+        return document
+    now = authenticator.clock()
+    checks = (
+        verifier.checks
+        if isinstance(verifier, TokenVerifier)
+        else (("validate", lambda doc, _now: verifier(doc)),)
+    )
+    for name, check in checks:
+        try:
+            check(document, now)
+        except Refusal as refusal:
+            report.step(name, False, f"{refusal.reason}: {refusal.message}")
+            raise
+        report.step(name, True)
+    return document
+
+
+def explain(config: JwtHeadersConfig, environ: dict[str, Any], out: TextIO) -> int:
+    """Print the explanation; return 0 when the app would be called, 1 otherwise."""
+    report = _Report(out)
+    authenticator = Authenticator(config)
+    trust = PeerTrust(config.trusted_networks, config.trust_every_peer)
+    changed = [
+        f"{name}={getattr(config, name)!r}"
+        for name in sorted(JwtHeadersConfig.option_names())
+        if name not in _SECRET_OPTIONS and getattr(config, name) != _DEFAULTS.get(name)
+    ]
+    report.line("config", changed[0] if changed else "(defaults)")
+    for item in changed[1:]:
+        report.line("", item)
+    report.line("peer", str(environ.get("REMOTE_ADDR")))
+    user_source = HeaderSource(config.user_name_header, config.user_header_self_verifying)
+    value, how = _describe_source(user_source, environ, trust)
+    report.line("user header", f"{config.user_name_header}: {how}")
+    try:
+        if value is not None:
+            _explain_identity(report, authenticator, value, environ, trust)
+    except Refusal:
+        pass  # already reported as a failed step; the real outcome follows
+    return _outcome(report, authenticator, environ)
+
+
+def _explain_identity(
+    report: _Report,
+    authenticator: Authenticator,
+    value: str,
+    environ: Mapping[str, Any],
+    trust: PeerTrust,
+) -> None:
+    config = authenticator.config
+    document = None
+    if config.user_name_format == "string":
+        name = header_text(value.strip())
+    else:
+        document = _walk(report, authenticator, "user", value, config.user_name_format)
+        if document is None:
+            return
+        assert config.user_path is not None
+        try:
+            name = name_from_claims(document.claims, config.user_path)
+        except Refusal as refusal:
+            report.step("user name", False, refusal.message)
+            raise
+    try:
+        check_user_name(name, config)
+    except Refusal as refusal:
+        report.step("user name", False, f"{refusal.reason}: {refusal.message}")
+        raise
+    report.line("user name", repr(name))
+    if config.roles_source is None:
+        report.line("roles", "(roles_source not set)")
+        return
+    external: list[str] = []
+    if config.roles_share_user_header:
+        if config.roles_source == "header":
+            external = list(roles_from_header(header_text(value), config.roles_header_delimiter))
+        elif document is not None and config.roles_path is not None:
+            external = list(roles_from_claims(document.claims, config.roles_path))
+    else:
+        roles_source = HeaderSource(
+            config.roles_header_name or "", config.roles_header_self_verifying
+        )
+        roles_value, how = _describe_source(roles_source, environ, trust)
+        report.line("roles header", f"{config.roles_header_name}: {how}")
+        if roles_value is not None:
+            if config.roles_source == "header":
+                external = list(
+                    roles_from_header(header_text(roles_value), config.roles_header_delimiter)
+                )
+            else:
+                roles_doc = _walk(report, authenticator, "roles", roles_value, config.roles_source)
+                if roles_doc is not None and config.roles_path is not None:
+                    external = list(roles_from_claims(roles_doc.claims, config.roles_path))
+    converted = convert_roles(external, config.role_map, config.only_external_listed_roles)
+    report.line("roles (ext)", ", ".join(map(repr, external)) or "(none)")
+    report.line("roles", ", ".join(map(repr, converted)) or "(none)")
+
+
+def _outcome(report: _Report, authenticator: Authenticator, environ: dict[str, Any]) -> int:
+    logging.getLogger("jwt_headers").disabled = True  # the report already says it all
+    try:
+        principal, dropped = authenticator.authenticate(dict(environ))
+    except Refusal as refusal:
+        status, _headers, body = refusal_response(refusal)
+        report.line("outcome", f"{status}, app not called: {body.decode()}")
+        return 1
+    finally:
+        logging.getLogger("jwt_headers").disabled = False
+    if dropped:
+        report.line("removed", ", ".join(dropped) + " (not believed; the app will not see it)")
+    if principal is None:
+        report.line("outcome", "app called anonymously (no REMOTE_USER)")
+    else:
+        report.line(
+            "outcome",
+            f"app called with REMOTE_USER={principal.name!r}, roles={list(principal.roles)!r}",
+        )
+    return 0
+
+
+def run(args: argparse.Namespace, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:
+    config = build_config(args)
+    environ = build_environ(args, stdin)
+    return explain(config, environ, out)
