@@ -26,11 +26,30 @@ class TokenCache(Protocol):
         """Keep ``value`` for ``ttl`` seconds (``None``: until evicted)."""
 
 
+#: Entries are counted in units of this many bytes of key, so a cache of N entries holds N
+#: typical tokens but only a fraction as many 16 KB ones: bounded in entries and in bytes (R25).
+ENTRY_UNIT_BYTES = 4096
+
+
+def _weight(key: Hashable) -> int:
+    if isinstance(key, str):
+        return 1 + len(key) // ENTRY_UNIT_BYTES
+    if isinstance(key, tuple):
+        return 1 + sum(len(part) for part in key if isinstance(part, str)) // ENTRY_UNIT_BYTES
+    return 1
+
+
 class LocalCache:
-    """A thread-safe, bounded, in-process LRU with a deadline per entry."""
+    """A thread-safe, bounded, in-process LRU with a deadline per entry.
+
+    ``maxsize`` counts entries of up to :data:`ENTRY_UNIT_BYTES` of key; a longer key counts
+    as several entries.
+    """
 
     def __init__(self, maxsize: int, clock: Callable[[], float]) -> None:
-        self._data: LRUCache[Hashable, tuple[Any, float | None]] = LRUCache(maxsize=max(1, maxsize))
+        self._data: LRUCache[Hashable, tuple[Any, float | None, int]] = LRUCache(
+            maxsize=max(1, maxsize), getsizeof=lambda entry: entry[2]
+        )
         self._enabled = maxsize > 0
         self._clock = clock
         self._lock = threading.Lock()
@@ -40,7 +59,7 @@ class LocalCache:
             entry = self._data.get(key)
         if entry is None:
             return None
-        value, deadline = entry
+        value, deadline, _weight_units = entry
         if deadline is not None and deadline <= self._clock():
             with self._lock:
                 self._data.pop(key, None)
@@ -51,8 +70,11 @@ class LocalCache:
         if not self._enabled:
             return
         deadline = None if ttl is None else self._clock() + ttl
+        weight = _weight(key)
+        if weight > self._data.maxsize:
+            return
         with self._lock:
-            self._data[key] = (value, deadline)
+            self._data[key] = (value, deadline, weight)
 
     def __len__(self) -> int:
         return len(self._data)

@@ -166,7 +166,9 @@ class Authenticator:
             roles=convert_roles(
                 roles, self.config.role_map, self.config.only_external_listed_roles
             ),
-            claims=Claims(document.text) if document is not None else None,
+            claims=None
+            if document is None
+            else Claims(user_value, is_jwt=self.config.user_name_format == "jwt"),
         )
         ttl = min(deadlines) - self.clock() if deadlines else None
         self._cache.set(key, principal, ttl)
