@@ -1,0 +1,62 @@
+"""A Flask app behind jwt-headers, configured from ``JWT_HEADERS_*`` environment variables.
+
+The same file serves both sample deployments; only the environment differs:
+
+- ``flask.env``: behind Apache with mod_auth_openidc (``apache/jwt-headers.conf``), the user and
+  roles read from the ID token payload Apache passes on;
+- ``robot.env``: robots sending ``Authorization: Bearer <JWT>``, every token checked against the
+  identity provider.
+
+Run (see README.rst in this folder)::
+
+    set -a; . samples/flask.env; set +a
+    gunicorn -c samples/gunicorn.conf.py --chdir samples flask_app:app
+
+The middleware wraps ``app.wsgi_app`` rather than ``app``, so Flask's own helpers
+(``app.test_client()``, ``app.run``) still work and every request, including errors raised by
+Flask itself, passes through authentication first. A broken configuration raises
+``ConfigError`` at import, so gunicorn refuses to start instead of serving unprotected.
+
+Do not add ``werkzeug.middleware.proxy_fix.ProxyFix(x_for=...)`` in front of the middleware
+unless the proxy's address is the only one that can reach the app: jwt-headers decides whether
+to believe an unsigned header from ``REMOTE_ADDR`` (``trusted_proxies``), and ProxyFix would
+let ``X-Forwarded-For`` choose that address.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, request
+
+from jwt_headers import PRINCIPAL_KEY, JwtHeadersConfig, JwtHeadersMiddleware, Principal
+
+# jwt-headers logs refusals and ignored headers (reason code and fingerprint, never a token) on
+# the "jwt_headers" logger; send them to stderr, where gunicorn's error log goes.
+logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def create_app(config: JwtHeadersConfig | None = None) -> Flask:
+    """The app, protected by jwt-headers (``config`` defaults to the ``JWT_HEADERS_*`` env)."""
+    app = Flask(__name__)
+    app.wsgi_app = JwtHeadersMiddleware(  # type: ignore[method-assign]
+        app.wsgi_app, config if config is not None else JwtHeadersConfig.from_env()
+    )
+
+    @app.get("/whoami")
+    def whoami() -> dict[str, object]:
+        """Who the middleware says is calling: what an app would base its decisions on."""
+        principal: Principal | None = request.environ.get(PRINCIPAL_KEY)
+        if principal is None:
+            return {"user": None, "roles": [], "anonymous": True}
+        return {"user": principal.name, "roles": list(principal.roles), "anonymous": False}
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        """For load balancers and start-up checks: answers whoever asks, token or not."""
+        return {"status": "ok"}
+
+    return app
+
+
+app = create_app()
