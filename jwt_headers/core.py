@@ -8,6 +8,7 @@ request of a session) costs one dictionary lookup.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -69,6 +70,14 @@ def build_verifier(config: JwtHeadersConfig, clock: Callable[[], float]) -> Toke
     return TokenVerifier(config, clock=clock, jwks=jwks, userinfo=userinfo)
 
 
+def _fingerprint(value: str, fmt: str) -> str:
+    """The log fingerprint: of the token itself for a JWT, however it was sent."""
+    if fmt == "jwt":
+        with contextlib.suppress(InvalidToken):
+            value = bearer_token(value) or value
+    return fingerprint(value)
+
+
 def _digest(key: Any) -> bytes:
     text = key if isinstance(key, str) else "\0".join(part or "" for part in key)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
@@ -103,6 +112,10 @@ class Authenticator:
         self._flight = SingleFlight()
         self._trust = PeerTrust(config.trusted_networks, config.trust_every_peer)
         self._user = HeaderSource(config.user_name_header, config.user_header_self_verifying)
+        # R19: a robot's Authorization beside a proxy's token header must not silently lose.
+        self._rival_key: str | None = None
+        if config.user_name_format == "jwt" and self._user.http_key != "HTTP_AUTHORIZATION":
+            self._rival_key = "HTTP_AUTHORIZATION"
         self._roles: HeaderSource | None = None
         if config.roles_source is not None and not config.roles_share_user_header:
             self._roles = HeaderSource(
@@ -121,6 +134,10 @@ class Authenticator:
             roles_value = read_header(self._roles, environ, self._trust, dropped)
         if user_value is None:
             return self._anonymous(), dropped
+        if self._rival_key is not None:
+            rival = environ.get(self._rival_key)
+            if isinstance(rival, str) and rival and rival != user_value:
+                self._refuse_conflict(user_value, rival)
         key = user_value if self._roles is None else (user_value, roles_value)
         result = self._cache.get(key)
         if result is None:
@@ -128,6 +145,22 @@ class Authenticator:
         if result is _NOT_OURS:
             return self._anonymous(), dropped
         return result, dropped
+
+    def _refuse_conflict(self, user_value: str, rival: str) -> None:
+        """Refuse when ``Authorization`` carries another bearer token than the token header."""
+        try:
+            theirs, ours = bearer_token(rival), bearer_token(user_value)
+        except InvalidToken:
+            return  # an unusable credential is not a second identity; ours is judged on its own
+        if theirs is None or ours is None or theirs == ours:
+            return
+        refusal = InvalidToken(
+            "conflicting_credentials",
+            f"Authorization and {self.config.user_name_header} carry different tokens",
+        )
+        refusal.header, refusal.fingerprint = self.config.user_name_header, fingerprint(ours)
+        self._log_refusal(refusal)
+        raise refusal
 
     def _anonymous(self) -> Principal | None:
         if not self.config.allow_anonymous:
@@ -194,7 +227,8 @@ class Authenticator:
         try:
             if config.user_name_format == "string":
                 check_size(value, config.max_header_bytes)
-                return None, check_user_name(header_text(value.strip()), config)
+                name = header_text(value).strip()  # decode first: \xa0 may be half a UTF-8 char
+                return None, (check_user_name(name, config) if name else None)
             document = self._decode(value, config.user_name_format, deadlines)
             if document is None:
                 return None, None
@@ -203,7 +237,8 @@ class Authenticator:
             return document, check_user_name(name, config)
         except Refusal as refusal:
             refusal.header = refusal.header or config.user_name_header
-            refusal.fingerprint = refusal.fingerprint or fingerprint(value)
+            fmt = config.user_name_format
+            refusal.fingerprint = refusal.fingerprint or _fingerprint(value, fmt)
             raise
 
     def _read_roles(
@@ -239,7 +274,7 @@ class Authenticator:
             return list(roles_from_claims(document.claims, config.roles_path))
         except Refusal as refusal:
             refusal.header = refusal.header or config.roles_header_name
-            refusal.fingerprint = refusal.fingerprint or fingerprint(roles_value)
+            refusal.fingerprint = refusal.fingerprint or _fingerprint(roles_value, source)
             raise
 
     def _log_refusal(self, refusal: Refusal) -> None:

@@ -138,7 +138,7 @@ def parse_json_object(text: str, what: str) -> dict[str, Any]:
 
 def decode_json(value: str) -> Document:
     """A JSON header (``OIDC_id_token_payload``) to a :class:`Document`."""
-    text = header_text(value.strip())
+    text = header_text(value).strip()
     return Document(parse_json_object(text, "JSON header"), text)
 
 

@@ -229,7 +229,10 @@ def _explain_identity(
     config = authenticator.config
     document = None
     if config.user_name_format == "string":
-        name = header_text(value.strip())
+        name = header_text(value).strip()
+        if not name:
+            report.line("user name", "(empty after decoding: treated as absent)")
+            return
     else:
         document = _walk(report, authenticator, "user", value, config.user_name_format)
         if document is None:

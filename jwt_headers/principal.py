@@ -52,7 +52,7 @@ class Claims(Mapping[str, Any]):
         if self._is_jwt:  # a checked compact JWS, perhaps after "Bearer ": segment 2 is ours
             segment = self._raw.split(".")[1]
             return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)).decode("utf-8")
-        return header_text(self._raw.strip())
+        return header_text(self._raw)
 
     def __getitem__(self, key: str) -> Any:
         return self._data()[key]
