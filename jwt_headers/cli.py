@@ -18,7 +18,7 @@ from werkzeug.serving import run_simple
 
 from . import demo, explain
 from ._version import __version__
-from .config import JwtHeadersConfig, _is_loopback
+from .config import JwtHeadersConfig, is_loopback
 from .errors import ConfigError
 from .middleware import JwtHeadersMiddleware
 
@@ -88,7 +88,7 @@ def serve(args: argparse.Namespace) -> int:
     """``jwt-headers serve``: config first (fails fast), then the app, then werkzeug."""
     config = JwtHeadersConfig.from_file(args.config)
     app = JwtHeadersMiddleware(load_app(args.app), config)
-    if not _is_loopback(args.host):
+    if not is_loopback(args.host):
         print(
             f"jwt-headers serve: listening on {args.host}, not only this machine; this server "
             "is for trying things out, use gunicorn in production",

@@ -95,7 +95,7 @@ def _check_url(option: str, value: object) -> str:
             "'https://idp.example/realms/r/protocol/openid-connect/certs'"
         )
     url = value.strip()
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
         logger.warning(
             "%s uses plain http to %s: keys and tokens can be read or changed on the way; use "
             "https",
@@ -105,7 +105,8 @@ def _check_url(option: str, value: object) -> str:
     return url
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses: plain http there never leaves the box."""
     if host == "localhost":
         return True
     try:

@@ -43,7 +43,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from .config import _is_loopback
+from .config import is_loopback
 
 logger = logging.getLogger("jwt_headers.devidp")
 
@@ -81,7 +81,7 @@ class DevIdp:
         token_lifetime: int = 300,
         allow_remote: bool = False,
     ) -> None:
-        if not allow_remote and not _is_loopback(host):
+        if not allow_remote and not is_loopback(host):
             raise ValueError(
                 f"DevIdp host {host!r} is not a loopback address; it hands out tokens to anyone "
                 "who reaches it. Pass allow_remote=True if that is really wanted"
