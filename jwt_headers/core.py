@@ -32,11 +32,12 @@ from .verify import TokenVerifier
 
 logger = logging.getLogger("jwt_headers")
 
-#: Cached for a header that is present but not ours (``Basic ...``): the request is anonymous.
+#: The result for a header that is present but not ours (``Basic ...``): the request is anonymous.
 _NOT_OURS = object()
 #: Refusals worth remembering: the same bad token again costs a lookup, not a signature check.
 #: Time-dependent ones are not kept (the token may become valid within the negative TTL).
-_NOT_NEGATIVELY_CACHED = frozenset({"not_yet_valid", "issued_in_future"})
+#: An unknown kid may be published a moment later: the key set's own cooldown governs those.
+_NOT_NEGATIVELY_CACHED = frozenset({"not_yet_valid", "issued_in_future", "unknown_key"})
 
 
 def build_verifier(config: JwtHeadersConfig, clock: Callable[[], float]) -> TokenVerifier | None:
@@ -174,6 +175,7 @@ class Authenticator:
         if known is not None:
             refusal = InvalidToken(known.reason, known.message)
             refusal.header, refusal.fingerprint = known.header, known.fingerprint
+            refusal.detail = known.detail
             self._log_refusal(refusal)
             raise refusal
         try:
@@ -190,8 +192,7 @@ class Authenticator:
             return cached
         deadlines: list[float] = []
         document, name = self._read_user(user_value, deadlines)
-        if name is None:
-            self._cache.set(key, _NOT_OURS, None)
+        if name is None:  # not cached: cheap to see again, and must not evict principals
             return _NOT_OURS
         roles = self._read_roles(document, user_value, roles_value, deadlines)
         principal = Principal(
@@ -281,8 +282,9 @@ class Authenticator:
         level = logging.WARNING if refusal.status >= 500 else logging.INFO
         logger.log(
             level,
-            "%s header=%s fp=%s: %s",
+            "%s%s header=%s fp=%s: %s",
             refusal.reason,
+            f" {refusal.detail}" if refusal.detail else "",
             safe(refusal.header),
             refusal.fingerprint,
             refusal.message,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import InvalidToken
+from .logtools import safe
 
 #: Deeper JSON than this is refused before ``json`` recurses into it (R13).
 MAX_JSON_DEPTH = 32
@@ -181,7 +182,9 @@ def decode_jwt(token: str) -> Document:
     if not isinstance(alg, str) or not alg:
         raise InvalidToken("malformed", "token header has no alg")
     if alg.lower() == "none":
-        raise InvalidToken("alg_not_allowed", "unsigned tokens (alg none) are not accepted")
+        refusal = InvalidToken("alg_not_allowed", "unsigned tokens (alg none) are not accepted")
+        refusal.detail = f"alg={safe(alg, 16)}"
+        raise refusal
     if "crit" in header:
         raise InvalidToken("malformed", "token header has crit extensions we do not implement")
     if "b64" in header:

@@ -33,6 +33,8 @@ class Refusal(Exception):
         #: Set by the pipeline for the log line: which header, and the value's fingerprint.
         self.header: str | None = None
         self.fingerprint: str | None = None
+        #: Log-safe particulars (e.g. ``alg=HS256``), already truncated and escaped.
+        self.detail: str | None = None
 
     def __str__(self) -> str:
         return f"{self.reason}: {self.message}"

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 import requests
+import urllib3
 
 
 class FetchFailed(Exception):
@@ -65,15 +66,19 @@ def get(
         chunks: list[bytes] = []
         size = 0
         try:
-            for chunk in response.iter_content(chunk_size=65536):
+            while True:
+                if time.monotonic() > deadline:
+                    raise FetchFailed("timeout")  # a server dripping bytes cannot hold us longer
+                # read1 returns what has arrived (waiting at most the read timeout for it), so
+                # the deadline is checked between small reads, not after 64 KiB or the end.
+                chunk = response.raw.read1(65536, decode_content=True)
+                if not chunk:
+                    break
                 size += len(chunk)
                 if size > settings.max_bytes:
                     raise FetchFailed("response_too_large")
-                if time.monotonic() > deadline:
-                    raise FetchFailed("timeout")
                 chunks.append(chunk)
-        except requests.Timeout:
-            raise FetchFailed("timeout") from None
-        except requests.RequestException:
-            raise FetchFailed("connection_error") from None
+        except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
+            timed_out = isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError)
+            raise FetchFailed("timeout" if timed_out else "connection_error") from None
         return HttpAnswer(response.status_code, b"".join(chunks))

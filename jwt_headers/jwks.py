@@ -158,9 +158,13 @@ class JwksClient:
     def _refresh(self, force: bool) -> KeySet | None:
         """Fetch if due; the new key set, or ``None`` when nothing new was loaded."""
         state = self._state
-        if not self._due(force):
-            return None
         before = state.keys
+        if not self._due(force):
+            if not state.fetch_lock.locked():
+                return None
+            with state.fetch_lock:  # a fetch is under way: wait for it and use what it got
+                pass
+            return state.keys if state.keys is not before else None
         with state.fetch_lock:  # single flight: the others wait here, then see the new keys
             if state.keys is not before:
                 return state.keys

@@ -33,6 +33,8 @@ def _number(claims: dict[str, Any], name: str) -> float | None:
         return None
     value = claims[name]
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if name == "exp":
+            raise InvalidToken("no_valid_exp", "token has no valid exp")
         raise InvalidToken(f"bad_{name}", f"token {name} is not a number")
     return float(value)
 
@@ -132,10 +134,13 @@ class TokenVerifier:
         assert document.header is not None and self.jwks is not None
         alg = document.header["alg"]
         if alg not in self._algorithms:
-            logger.info("alg_not_allowed alg=%s", safe(alg, 16))
-            raise InvalidToken("alg_not_allowed", "token algorithm is not allowed")
+            refusal = InvalidToken("alg_not_allowed", "token algorithm is not allowed")
+            refusal.detail = f"alg={safe(alg, 16)}"
+            raise refusal
         kid = document.header.get("kid")
-        if kid is not None and (not isinstance(kid, str) or not kid or len(kid) > MAX_KID_LENGTH):
+        if "kid" in document.header and (
+            not isinstance(kid, str) or not kid or len(kid) > MAX_KID_LENGTH
+        ):  # R4: present means a usable string; null is not "no kid"
             raise InvalidToken("bad_kid", "token kid is not a usable key id")
         tried = False
         for key in self.jwks.keys_for(kid, alg):
@@ -149,5 +154,7 @@ class TokenVerifier:
             if verified:
                 return
         if not tried:
-            raise InvalidToken("alg_key_mismatch", "token algorithm does not match its key")
+            refusal = InvalidToken("alg_key_mismatch", "token algorithm does not match its key")
+            refusal.detail = f"alg={safe(alg, 16)}"
+            raise refusal
         raise InvalidToken("bad_signature", "token signature is not valid")
