@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import ipaddress
 import logging
+import math
 import os
 import re
 import sys
@@ -91,7 +92,8 @@ def _check_url(option: str, value: object) -> str:
     parts = urlsplit(value.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(
-            f"{option}={value!r} is not an http(s) URL with a host; write e.g. "
+            f"{option}={_without_credentials(value.strip())!r} is not an http(s) URL with a "
+            "host; write e.g. "
             "'https://idp.example/realms/r/protocol/openid-connect/certs'"
         )
     url = value.strip()
@@ -103,6 +105,18 @@ def _check_url(option: str, value: object) -> str:
             parts.hostname,
         )
     return url
+
+
+def _without_credentials(url: str) -> str:
+    """The URL for an error message, with any ``user:password@`` replaced: config errors go
+    to logs and terminals, and a secret must not (R31)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url[:200]
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    return f"{scheme}://{authority}{slash}{path}"[:200]
 
 
 def is_loopback(host: str) -> bool:
@@ -313,8 +327,13 @@ class JwtHeadersConfig:
                 if value is not None or default is not None:
                     self._set(option.name, _as_list(option.name, value))
             elif isinstance(default, int | float):
-                if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                    raise ConfigError(f"{option.name}={value!r}: must be a number >= 0")
+                if (
+                    isinstance(value, bool)
+                    or not isinstance(value, int | float)
+                    or not math.isfinite(value)
+                    or value < 0
+                ):
+                    raise ConfigError(f"{option.name}={value!r}: must be a finite number >= 0")
                 if option.name not in _FLOAT_OPTIONS and not isinstance(value, int):
                     raise ConfigError(f"{option.name}={value!r}: must be a whole number >= 0")
             elif value is not None and not isinstance(value, str):
@@ -328,6 +347,11 @@ class JwtHeadersConfig:
             raise ConfigError(
                 f"negative_cache_ttl={self.negative_cache_ttl!r}: at most 60 seconds, so a token "
                 "refused for a passing reason is not refused for long"
+            )
+        if self.userinfo_cache_ttl > 300:
+            raise ConfigError(
+                f"userinfo_cache_ttl={self.userinfo_cache_ttl!r}: at most 300 seconds (R32), so a "
+                "token revoked at the identity provider stops working within five minutes"
             )
 
     def _check_user_name(self) -> None:
@@ -466,15 +490,20 @@ class JwtHeadersConfig:
                 ) from None
         self._set("trusted_networks", tuple(networks))
         self._set("trust_every_peer", trust_all)
-        unverified = not self.user_header_self_verifying or (
-            self.roles_source is not None and not self.roles_header_self_verifying
-        )
-        if trust_all and unverified:
+        unproven = [] if self.user_header_self_verifying else [self.user_name_header]
+        roles_header = self.roles_header_name
+        if (
+            roles_header is not None
+            and not self.roles_share_user_header
+            and not self.roles_header_self_verifying
+        ):
+            unproven.append(roles_header)
+        if trust_all and unproven:
             logger.warning(
                 "trusted_proxies='*': headers that prove nothing by themselves (%s) are accepted "
                 "from every peer, so any client that reaches this app directly can choose its "
-                "user; list the proxy's addresses in trusted_proxies instead",
-                self.user_name_header,
+                "user or roles; list the proxy's addresses in trusted_proxies instead",
+                ", ".join(unproven),
             )
 
 

@@ -79,6 +79,13 @@ def _fingerprint(value: str, fmt: str) -> str:
     return fingerprint(value)
 
 
+def _copy_refusal(refusal: Refusal) -> InvalidToken:
+    """A fresh refusal with the same log-safe fields and no traceback, cause or context."""
+    copy = InvalidToken(refusal.reason, refusal.message)
+    copy.header, copy.fingerprint, copy.detail = refusal.header, refusal.fingerprint, refusal.detail
+    return copy
+
+
 def _digest(key: Any) -> bytes:
     text = key if isinstance(key, str) else "\0".join(part or "" for part in key)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
@@ -173,9 +180,7 @@ class Authenticator:
         digest = _digest(key)
         known = self._refused.get(digest)
         if known is not None:
-            refusal = InvalidToken(known.reason, known.message)
-            refusal.header, refusal.fingerprint = known.header, known.fingerprint
-            refusal.detail = known.detail
+            refusal = _copy_refusal(known)
             self._log_refusal(refusal)
             raise refusal
         try:
@@ -183,7 +188,9 @@ class Authenticator:
         except Refusal as refusal:
             self._log_refusal(refusal)
             if isinstance(refusal, InvalidToken) and refusal.reason not in _NOT_NEGATIVELY_CACHED:
-                self._refused.set(digest, refusal, self.config.negative_cache_ttl)
+                # A copy that was never raised: the original's traceback would pin every
+                # frame it passed through (the environ, the decoded token) for the TTL (R25).
+                self._refused.set(digest, _copy_refusal(refusal), self.config.negative_cache_ttl)
             raise
 
     def _resolve(self, key: Any, user_value: str, roles_value: str | None) -> Any:

@@ -190,7 +190,9 @@ def decode_jwt(token: str) -> Document:
     if "b64" in header:
         raise InvalidToken("malformed", "unencoded payloads (b64) are not accepted")
     cty = header.get("cty")
-    if isinstance(cty, str) and cty.upper() == "JWT":
+    # RFC 7515 4.1.10: a cty without "/" is short for "application/<cty>"; media types
+    # compare case-insensitively, so "application/jwt" announces a nested token as "JWT" does.
+    if isinstance(cty, str) and cty.lower().removeprefix("application/") == "jwt":
         raise InvalidToken("malformed", "nested tokens (cty JWT) are not accepted")
     payload_text = _utf8(_segment(payload_b64, "payload"), "payload")
     claims = parse_json_object(payload_text, "token payload")

@@ -89,13 +89,18 @@ class PeerTrust:
     def __init__(self, networks: tuple[Any, ...], trust_every_peer: bool) -> None:
         self._networks = networks
         self._all = trust_every_peer
-        self.is_trusted: Callable[[object], bool] = lru_cache(maxsize=1024)(self._compute)
+        self._cached: Callable[[str], bool] = lru_cache(maxsize=1024)(self._compute)
 
-    def _compute(self, peer: object) -> bool:
+    def is_trusted(self, peer: object) -> bool:
+        """Only strings reach the LRU: a list or dict ``REMOTE_ADDR`` (a broken server or a
+        hostile test harness) is unhashable and simply not a trusted address."""
+        if not isinstance(peer, str):
+            return self._all
+        return self._cached(peer)
+
+    def _compute(self, peer: str) -> bool:
         if self._all:
             return True
-        if not isinstance(peer, str):
-            return False
         try:
             address = ipaddress.ip_address(peer.strip().split("%", 1)[0])
         except ValueError:
@@ -119,6 +124,14 @@ def read_header(
     if source.plain_key is not None:
         value = environ.get(source.plain_key)
         if isinstance(value, str) and value.strip():
+            # The server's value wins; a same-named request header from an untrusted peer
+            # must still not reach the app, which may read it itself.
+            if (
+                source.http_key in environ
+                and not source.self_verifying
+                and not trust.is_trusted(environ.get("REMOTE_ADDR"))
+            ):
+                dropped.append(source.http_key)
             return value
     value = environ.get(source.http_key)
     if not isinstance(value, str) or not value.strip():

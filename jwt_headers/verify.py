@@ -28,15 +28,23 @@ MAX_KID_LENGTH = 256
 
 
 def _number(claims: dict[str, Any], name: str) -> float | None:
-    """A time claim as a number; refuse strings, booleans, NaN and infinities (R6, R7)."""
+    """A time claim as a number; refuse strings, booleans, NaN, infinities and integers no
+    float can hold, which no real clock reaches and which would otherwise escape as an
+    ``OverflowError`` (R6, R7)."""
     if name not in claims:
         return None
     value = claims[name]
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    number = math.nan
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            number = float(value)  # an integer beyond float range (10**400) raises here
+        except OverflowError:
+            number = math.nan
+    if not math.isfinite(number):
         if name == "exp":
             raise InvalidToken("no_valid_exp", "token has no valid exp")
         raise InvalidToken(f"bad_{name}", f"token {name} is not a number")
-    return float(value)
+    return number
 
 
 def check_times(claims: dict[str, Any], now: float, leeway: float) -> float:

@@ -531,3 +531,47 @@ def test_no_star_warning_with_default_trusted_proxies(caplog):
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     JwtHeadersMiddleware(RecordingApp(), **STRING)
     assert not _star_warnings(caplog)
+
+
+def test_same_named_request_header_from_stranger_is_removed_beside_the_server_key(caplog):
+    """R16/R18: the server's plain environ key wins, and the client's ``HTTP_`` copy of the same
+    header must not reach an app that might read it itself."""
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    answer = call(
+        environ={"OIDC_preferred_username": "alice"},
+        headers={"OIDC-preferred-username": "mallory"},
+        peer=STRANGER,
+        user_name_header="OIDC_preferred_username",
+    )
+    assert_user(answer)
+    assert "HTTP_OIDC_PREFERRED_USERNAME" not in answer.app.environ
+    assert "mallory" not in answer.body.decode()
+
+
+def test_same_named_request_header_from_proxy_is_kept_beside_the_server_key():
+    answer = call(
+        environ={"OIDC_preferred_username": "alice"},
+        headers={"OIDC-preferred-username": "alice"},
+        peer=LOOPBACK,
+        user_name_header="OIDC_preferred_username",
+    )
+    assert_user(answer)
+    assert answer.app.environ["HTTP_OIDC_PREFERRED_USERNAME"] == "alice"
+
+
+@pytest.mark.parametrize("peer", [["127.0.0.1"], {"a": 1}, 127, None, b"127.0.0.1"])
+def test_non_string_remote_addr_is_an_untrusted_peer_not_an_error(caplog, peer):
+    """R16/R37: a broken server's ``REMOTE_ADDR`` (a list is unhashable for the per-address
+    memo) is simply not a trusted address: the header is ignored, no 500, no internal_error."""
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    app = RecordingApp()
+    middleware = JwtHeadersMiddleware(app, user_name_header="X-User", allow_anonymous=True)
+    status, _, _ = run(
+        middleware,
+        {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "REMOTE_ADDR": peer, "HTTP_X_USER": "alice"},
+    )
+    assert status.startswith("200")
+    assert app.called
+    assert app.environ.get("REMOTE_USER") is None
+    assert "HTTP_X_USER" not in app.environ
+    assert not [r for r in caplog.records if "internal_error" in r.getMessage()]
