@@ -9,10 +9,11 @@ behaviour. It prints fingerprints, never a token, a header value or a secret.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TextIO
 
 from .config import JwtHeadersConfig
@@ -78,12 +79,20 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def _pairs(items: Sequence[str], sep: str, what: str) -> list[tuple[str, str]]:
+def _pairs(
+    items: Sequence[str], sep: str, what: str, *, secret: bool = True
+) -> list[tuple[str, str]]:
+    """``NAME<sep>VALUE`` items split; a malformed one is a :class:`ConfigError`.
+
+    The error shows a header or environ item only by fingerprint: the usual mistake is a
+    forgotten ``Authorization:``, and then the whole item is the credential.
+    """
     pairs = []
     for item in items:
         name, found, value = item.partition(sep)
         if not found or not name.strip():
-            raise ConfigError(f"{what} {item!r}: write it as NAME{sep}VALUE")
+            shown = f"fp={fingerprint(item)}, {len(item)} characters" if secret else repr(item)
+            raise ConfigError(f"{what} ({shown}): write it as NAME{sep}VALUE")
         pairs.append((name.strip(), value.strip() if sep == ":" else value))
     return pairs
 
@@ -98,19 +107,35 @@ def build_config(args: argparse.Namespace) -> JwtHeadersConfig:
         base = JwtHeadersConfig.from_env()
     if base is not None:
         options = {name: getattr(base, name) for name in JwtHeadersConfig.option_names()}
-    options.update(_pairs(args.option, "=", "--option"))
+    options.update(_pairs(args.option, "=", "--option", secret=False))
     return JwtHeadersConfig.from_mapping(options)
+
+
+def request_header_lines(text: str) -> list[str]:
+    """The ``Name: value`` lines of a raw request: after an optional request line, up to the
+    blank line that ends the headers. What follows is the body, which a server never reads as
+    headers, so neither may we (a body line ``X-User: x`` must not name a user)."""
+    found: list[str] = []
+    started = False
+    for line in text.splitlines():
+        if not line.strip():
+            if started:
+                break  # end of the headers
+            continue  # blank lines before the request
+        first_line = not started
+        started = True
+        if first_line and " HTTP/" in line and ":" not in line.split(" ", 1)[0]:
+            continue  # the request line
+        if ":" in line:
+            found.append(line)
+    return found
 
 
 def build_environ(args: argparse.Namespace, stdin: TextIO) -> dict[str, Any]:
     environ: dict[str, Any] = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "REMOTE_ADDR": args.peer}
     lines = list(args.header)
     if args.stdin:
-        for line in stdin.read().splitlines():
-            if line.strip() and ":" in line.split(" ", 1)[0] + line:
-                if " HTTP/" in line and ":" not in line.split(" ", 1)[0]:
-                    continue  # the request line
-                lines.append(line)
+        lines.extend(request_header_lines(stdin.read()))
     for name, value in _pairs(lines, ":", "header"):
         key = "HTTP_" + name.upper().replace("-", "_")
         environ[key] = f"{environ[key]},{value}" if key in environ else value
@@ -129,6 +154,17 @@ class _Report:
     def step(self, name: str, ok: bool, detail: str = "") -> None:
         mark = "pass" if ok else "FAIL"
         self.out.write(f"  {name:<10}{mark}{'  ' + detail if detail else ''}\n")
+
+
+@contextlib.contextmanager
+def _step(report: _Report, name: str) -> Iterator[None]:
+    """Report a refusal raised inside as the failed step ``name``, then let it go on: a step
+    that raises must show up in the report, not only in the outcome."""
+    try:
+        yield
+    except Refusal as refusal:
+        report.step(name, False, f"{refusal.reason}: {refusal.message}")
+        raise
 
 
 def _describe_source(
@@ -157,16 +193,20 @@ def _walk(
     """Decode and verify one header value, reporting each step; raises the first refusal."""
     config = authenticator.config
     report.line("", f"fp={fingerprint(value)}, {len(value)} bytes, format {fmt}")
-    check_size(value, config.max_header_bytes)
+    with _step(report, "size"):
+        check_size(value, config.max_header_bytes)
     if fmt == "json":
-        document = decode_json(value)
+        with _step(report, "decode"):
+            document = decode_json(value)
         report.step("decode", True, f"JSON object with {len(document.claims)} members")
         return document
-    token = bearer_token(value)
+    with _step(report, "decode"):
+        token = bearer_token(value)
     if token is None:
         report.step("scheme", True, "another auth scheme (e.g. Basic): not ours, treated as absent")
         return None
-    document = decode_jwt(token)
+    with _step(report, "decode"):
+        document = decode_jwt(token)
     assert document.header is not None
     report.step(
         "decode",
@@ -229,6 +269,8 @@ def _explain_identity(
     config = authenticator.config
     document = None
     if config.user_name_format == "string":
+        with _step(report, "size"):
+            check_size(value, config.max_header_bytes)
         name = header_text(value).strip()
         if not name:
             report.line("user name", "(empty after decoding: treated as absent)")
@@ -266,6 +308,8 @@ def _explain_identity(
         report.line("roles header", f"{config.roles_header_name}: {how}")
         if roles_value is not None:
             if config.roles_source == "header":
+                with _step(report, "size"):
+                    check_size(roles_value, config.max_header_bytes)
                 external = list(
                     roles_from_header(header_text(roles_value), config.roles_header_delimiter)
                 )
@@ -300,7 +344,10 @@ def _outcome(report: _Report, authenticator: Authenticator, environ: dict[str, A
     return 0
 
 
-def run(args: argparse.Namespace, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:
+def run(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | None = None) -> int:
+    """``jwt-headers explain``. The streams default to ``sys.stdin``/``sys.stdout`` as they are
+    when called, not when this module was imported, so ``contextlib.redirect_stdout`` and test
+    captures see the report and ``--stdin`` reads the current stdin."""
     config = build_config(args)
-    environ = build_environ(args, stdin)
-    return explain(config, environ, out)
+    environ = build_environ(args, stdin if stdin is not None else sys.stdin)
+    return explain(config, environ, out if out is not None else sys.stdout)
