@@ -8,12 +8,43 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from idp import USER_NAME
 from werkzeug.test import Client
 
 from jwt_headers import JwtHeadersMiddleware
 
 LOOPBACK = "127.0.0.1"
 STRANGER = "203.0.113.9"
+
+
+#: The frozen "now" of the validation tests (2025-10-09): far from any real token's lifetime.
+NOW = 1_760_000_000
+
+#: Minimal option sets for the three user-name formats.
+STRING: dict[str, Any] = {"user_name_header": "X-User"}
+JSON: dict[str, Any] = {
+    "user_name_header": "OIDC_id_token_payload",
+    "user_name_format": "json",
+    "user_name_json_path": "preferred_username",
+}
+JWT: dict[str, Any] = {
+    "user_name_header": "Authorization",
+    "user_name_format": "jwt",
+    "user_name_json_path": "preferred_username",
+}
+
+
+class FrozenClock:
+    """A clock that only moves when told to, so TTL and expiry tests never sleep."""
+
+    def __init__(self, now: float = NOW) -> None:
+        self.now = float(now)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 @dataclass
@@ -92,3 +123,40 @@ def assert_invalid_token(answer: Answer, reason_fragment: str | None = None) -> 
 @pytest.fixture
 def recording_app() -> RecordingApp:
     return RecordingApp()
+
+
+def robot_options(jwks_uri: str, issuer: str, **extra: Any) -> dict[str, Any]:
+    """A D2 robot config: ``Authorization: Bearer <JWT>``, signature checked against
+    ``jwks_uri`` and the issuer against ``issuer``; ``extra`` adds or overrides options."""
+    return {
+        **JWT,
+        "validate_token": True,
+        "jwks_uri": jwks_uri,
+        "validate_issuer": True,
+        "issuer": issuer,
+        **extra,
+    }
+
+
+def assert_accepted(answer: Answer, name: str = USER_NAME) -> Any:
+    """200, the app ran as ``name``; the principal, for further checks."""
+    assert answer.status == 200, answer.body
+    assert answer.app.called
+    assert answer.user == name
+    principal = answer.principal
+    assert principal is not None
+    assert principal.name == name
+    return principal
+
+
+def assert_unavailable(answer: Answer) -> int:
+    """R31: 503, whole-number Retry-After >= 1, JSON code IDP_UNAVAILABLE, app not called."""
+    assert answer.status == 503, (answer.status, answer.body)
+    assert not answer.app.called
+    assert answer.headers["Content-Type"] == "application/json"
+    retry_after = answer.headers.get("Retry-After")
+    assert retry_after is not None
+    assert retry_after.isdigit(), retry_after
+    assert int(retry_after) >= 1
+    assert answer.json["error"]["code"] == "IDP_UNAVAILABLE"
+    return int(retry_after)

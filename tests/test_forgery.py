@@ -20,7 +20,7 @@ from typing import Any
 import idp
 import jwt
 import pytest
-from conftest import STRANGER, Answer, RecordingApp, assert_invalid_token, call
+from conftest import NOW, STRANGER, Answer, FrozenClock, RecordingApp, assert_invalid_token, call
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.utils import (
@@ -34,7 +34,6 @@ from jwt_headers import JwtHeadersMiddleware, Principal
 
 idp_server = idp.idp_server  # the pytest fixture, bound here so pytest finds it
 
-NOW = 1_760_000_000
 LOGGER = "jwt_headers"
 #: The order of the P-256 group.
 P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
@@ -47,12 +46,6 @@ SECOND_RSA = make_key("RS256", kid="second-rsa-key")
 
 
 # --------------------------------------------------------------------------- helpers
-class FrozenClock:
-    def __init__(self, now: float = NOW) -> None:
-        self.now = float(now)
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def robot(server: idp.IdpServer, **extra: Any) -> JwtHeadersMiddleware:

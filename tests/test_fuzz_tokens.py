@@ -40,6 +40,7 @@ from typing import Any
 import idp
 import jwt
 import pytest
+from conftest import FrozenClock
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from idp import AUDIENCE, ISSUER, TestKey, b64url, make_key
@@ -64,12 +65,6 @@ def budget(examples: int) -> settings:
 
 
 # --------------------------------------------------------------------------- the world
-class FrozenClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class _Collect(logging.Handler):

@@ -23,14 +23,23 @@ from typing import Any
 
 import idp
 import pytest
-from conftest import STRANGER, Answer, RecordingApp, assert_invalid_token, call
+from conftest import (
+    NOW,
+    STRANGER,
+    Answer,
+    FrozenClock,
+    RecordingApp,
+    assert_accepted,
+    assert_invalid_token,
+    assert_unavailable,
+    call,
+)
 from idp import ISSUER, USER_NAME, access_claims, b64url, compact_jws, dead_url, make_key, mint
 
-from jwt_headers import JwtHeadersMiddleware, Principal
+from jwt_headers import JwtHeadersMiddleware
 
 idp_server = idp.idp_server  # the pytest fixture, bound here so pytest finds it
 
-NOW = 1_760_000_000
 CONNECT_TIMEOUT = 0.5
 READ_TIMEOUT = 0.5
 #: How long a refused fetch may take at most: the configured timeouts plus scheduling margin.
@@ -42,17 +51,6 @@ LONG_EXP = NOW + 10 * 86400  # tokens that stay valid across the clock jumps bel
 
 
 # --------------------------------------------------------------------------- helpers
-class FrozenClock:
-    """A clock that only moves when told to."""
-
-    def __init__(self, now: float = NOW) -> None:
-        self.now = float(now)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def robot(
@@ -85,28 +83,6 @@ def fresh(key: idp.TestKey, clock: FrozenClock, **overrides: Any) -> str:
     """A new (distinct: random jti) token valid at the clock's time, long-lived by default."""
     claims = {"exp": LONG_EXP, **overrides}
     return mint(claims, key, now=int(clock.now))
-
-
-def assert_accepted(answer: Answer) -> Principal:
-    assert answer.status == 200, answer.body
-    assert answer.app.called
-    assert answer.user == USER_NAME
-    principal = answer.principal
-    assert isinstance(principal, Principal)
-    return principal
-
-
-def assert_unavailable(answer: Answer) -> int:
-    """R31: 503, whole-number Retry-After >= 1, JSON code IDP_UNAVAILABLE, app not called."""
-    assert answer.status == 503, (answer.status, answer.body)
-    assert not answer.app.called
-    assert answer.headers["Content-Type"] == "application/json"
-    retry_after = answer.headers.get("Retry-After")
-    assert retry_after is not None
-    assert retry_after.isdigit(), retry_after
-    assert int(retry_after) >= 1
-    assert answer.json["error"]["code"] == "IDP_UNAVAILABLE"
-    return int(retry_after)
 
 
 def unsigned_token(kid: str, clock: FrozenClock, alg: str = "RS256") -> str:

@@ -10,7 +10,7 @@ import logging
 import re
 
 import pytest
-from conftest import STRANGER, RecordingApp, assert_invalid_token, call
+from conftest import JSON, JWT, STRANGER, STRING, RecordingApp, assert_invalid_token, call
 
 from jwt_headers import JwtHeadersMiddleware
 
@@ -46,17 +46,6 @@ def json_value(name: object = "alice", **extra: object) -> str:
     return json.dumps({"preferred_username": name, "secret": CLAIM, **extra})
 
 
-STRING = {"user_name_header": "X-User"}
-JSON = {
-    "user_name_header": "OIDC_id_token_payload",
-    "user_name_format": "json",
-    "user_name_json_path": "preferred_username",
-}
-JWT = {
-    "user_name_header": "Authorization",
-    "user_name_format": "jwt",
-    "user_name_json_path": "preferred_username",
-}
 DENY = {"denied_user_names": ("root",)}
 
 GOOD = token()

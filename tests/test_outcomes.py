@@ -14,23 +14,12 @@ import json
 from collections.abc import Mapping
 
 import pytest
-from conftest import STRANGER, RecordingApp, assert_invalid_token, call
+from conftest import JSON, JWT, STRANGER, STRING, RecordingApp, assert_invalid_token, call
 
 from jwt_headers import JwtHeadersConfig, JwtHeadersMiddleware, Principal
 
 FULLWIDTH_ROOT = "\uff52\uff4f\uff4f\uff54"  # NFKC: "root"
 FULLWIDTH_ADMIN = "\uff21\uff24\uff2d\uff29\uff2e"  # NFKC: "ADMIN"
-STRING = {"user_name_header": "X-User"}
-JSON = {
-    "user_name_header": "OIDC_id_token_payload",
-    "user_name_format": "json",
-    "user_name_json_path": "preferred_username",
-}
-JWT = {
-    "user_name_header": "Authorization",
-    "user_name_format": "jwt",
-    "user_name_json_path": "preferred_username",
-}
 FORMATS = {"string": STRING, "json": JSON, "jwt": JWT}
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 

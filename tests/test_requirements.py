@@ -27,7 +27,19 @@ from typing import Any
 
 import idp
 import pytest
-from conftest import LOOPBACK, STRANGER, Answer, RecordingApp, assert_invalid_token, call
+from conftest import (
+    JSON,
+    JWT,
+    LOOPBACK,
+    NOW,
+    STRANGER,
+    STRING,
+    Answer,
+    FrozenClock,
+    RecordingApp,
+    assert_invalid_token,
+    call,
+)
 from idp import ISSUER, USER_NAME, IdpServer, compact_jws, dead_url, make_key, mint
 
 from jwt_headers import ConfigError, JwtHeadersConfig, JwtHeadersMiddleware, Principal
@@ -35,37 +47,14 @@ from jwt_headers import ConfigError, JwtHeadersConfig, JwtHeadersMiddleware, Pri
 idp_server = idp.idp_server  # the pytest fixture, bound here so pytest finds it
 
 LOGGER = "jwt_headers"
-NOW = 1_760_000_000
 LONG_EXP = NOW + 10 * 86400
 
-STRING = {"user_name_header": "X-User"}
-JSON = {
-    "user_name_header": "OIDC_id_token_payload",
-    "user_name_format": "json",
-    "user_name_json_path": "preferred_username",
-}
-JWT = {
-    "user_name_header": "Authorization",
-    "user_name_format": "jwt",
-    "user_name_json_path": "preferred_username",
-}
 JSON_VALUE = json.dumps({"preferred_username": "alice", "roles": ["reader"]})
 #: An unsigned-but-well-formed token; validation is off wherever it is used.
 UNCHECKED_TOKEN = compact_jws({"alg": "RS256"}, {"preferred_username": "alice"}, b"s" * 32)
 
 
 # --------------------------------------------------------------------------- helpers
-class FrozenClock:
-    """A clock that only moves when told to, so TTL tests never sleep."""
-
-    def __init__(self, now: float = NOW) -> None:
-        self.now = float(now)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def robot_options(server: IdpServer, **extra: Any) -> dict[str, Any]:

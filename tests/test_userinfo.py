@@ -19,14 +19,24 @@ from typing import Any
 
 import idp
 import pytest
-from conftest import LOOPBACK, STRANGER, Answer, RecordingApp, assert_invalid_token, call
+from conftest import (
+    LOOPBACK,
+    NOW,
+    STRANGER,
+    Answer,
+    FrozenClock,
+    RecordingApp,
+    assert_accepted,
+    assert_invalid_token,
+    assert_unavailable,
+    call,
+)
 from idp import ISSUER, SUBJECT, USER_NAME, compact_jws, dead_url, make_key, mint
 
-from jwt_headers import JwtHeadersMiddleware, Principal
+from jwt_headers import JwtHeadersMiddleware
 
 idp_server = idp.idp_server  # the pytest fixture, bound here so pytest finds it
 
-NOW = 1_760_000_000
 CONNECT_TIMEOUT = 0.5
 READ_TIMEOUT = 0.5
 TIME_BOUND = CONNECT_TIMEOUT + READ_TIMEOUT + 0.6
@@ -35,17 +45,6 @@ USERINFO_TTL = 60
 
 
 # --------------------------------------------------------------------------- helpers
-class FrozenClock:
-    """A clock that only moves when told to."""
-
-    def __init__(self, now: float = NOW) -> None:
-        self.now = float(now)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def options(server: idp.IdpServer, **extra: Any) -> dict[str, Any]:
@@ -84,27 +83,6 @@ def send(middleware: JwtHeadersMiddleware, token: str, *, peer: str = STRANGER) 
 
 def token_for(server: idp.IdpServer, **overrides: Any) -> str:
     return mint(overrides or None, server.key, now=NOW)
-
-
-def assert_accepted(answer: Answer) -> Principal:
-    assert answer.status == 200, answer.body
-    assert answer.app.called
-    assert answer.user == USER_NAME
-    principal = answer.principal
-    assert isinstance(principal, Principal)
-    return principal
-
-
-def assert_unavailable(answer: Answer) -> None:
-    """R31: 503, whole-number Retry-After >= 1, JSON code IDP_UNAVAILABLE, app not called."""
-    assert answer.status == 503, (answer.status, answer.body)
-    assert not answer.app.called
-    assert answer.headers["Content-Type"] == "application/json"
-    retry_after = answer.headers.get("Retry-After")
-    assert retry_after is not None
-    assert retry_after.isdigit(), retry_after
-    assert int(retry_after) >= 1
-    assert answer.json["error"]["code"] == "IDP_UNAVAILABLE"
 
 
 # --------------------------------------------------------------------------- R10: the call

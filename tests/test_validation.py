@@ -16,14 +16,23 @@ from typing import Any
 import idp
 import jwt
 import pytest
-from conftest import LOOPBACK, STRANGER, Answer, RecordingApp, assert_invalid_token, call
-from idp import DELETE, ISSUER, SUBJECT, USER_NAME, make_key, mint
+from conftest import (
+    LOOPBACK,
+    NOW,
+    STRANGER,
+    Answer,
+    FrozenClock,
+    RecordingApp,
+    assert_accepted,
+    assert_invalid_token,
+    call,
+)
+from idp import DELETE, ISSUER, SUBJECT, make_key, mint
 
-from jwt_headers import JwtHeadersConfig, JwtHeadersMiddleware, Principal
+from jwt_headers import JwtHeadersConfig, JwtHeadersMiddleware
 
 idp_server = idp.idp_server  # the pytest fixture, bound here so pytest finds it
 
-NOW = 1_760_000_000
 LEEWAY = 30  # the default
 ROLES_PATH = "resource_access.live-key2.roles"
 TOKEN_ROLES = ("GeonetworkAdministrator", "GeoserverAdministrator")
@@ -40,17 +49,6 @@ SEED_IAT = 1708555647
 
 
 # --------------------------------------------------------------------------- helpers
-class FrozenClock:
-    """A clock that only moves when told to."""
-
-    def __init__(self, now: float = NOW) -> None:
-        self.now = float(now)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def robot_options(server: idp.IdpServer, **extra: Any) -> dict[str, Any]:
@@ -95,16 +93,6 @@ def assert_refused(answer: Answer, fragment: str) -> None:
     no cookie, and the app never ran."""
     assert_invalid_token(answer, fragment)
     assert "Set-Cookie" not in answer.headers
-
-
-def assert_accepted(answer: Answer, name: str = USER_NAME) -> Principal:
-    assert answer.status == 200, answer.body
-    assert answer.app.called
-    assert answer.user == name
-    principal = answer.principal
-    assert isinstance(principal, Principal)
-    assert principal.name == name
-    return principal
 
 
 def raw_payload(claims: dict[str, Any], **literals: str) -> str:
