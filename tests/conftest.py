@@ -125,19 +125,6 @@ def recording_app() -> RecordingApp:
     return RecordingApp()
 
 
-def robot_options(jwks_uri: str, issuer: str, **extra: Any) -> dict[str, Any]:
-    """A D2 robot config: ``Authorization: Bearer <JWT>``, signature checked against
-    ``jwks_uri`` and the issuer against ``issuer``; ``extra`` adds or overrides options."""
-    return {
-        **JWT,
-        "validate_token": True,
-        "jwks_uri": jwks_uri,
-        "validate_issuer": True,
-        "issuer": issuer,
-        **extra,
-    }
-
-
 def assert_accepted(answer: Answer, name: str = USER_NAME) -> Any:
     """200, the app ran as ``name``; the principal, for further checks."""
     assert answer.status == 200, answer.body
