@@ -89,34 +89,48 @@ def _split_list(value: str) -> tuple[str, ...]:
 def _check_url(option: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{option} is required: give the http(s) URL, e.g. https://idp/certs")
-    parts = urlsplit(value.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(value.strip())
+        hostname = parts.hostname
+    except ValueError:  # e.g. an unclosed IPv6 bracket: "https://[::1/jwks"
+        hostname = None
+    if not hostname or parts.scheme not in ("http", "https"):
         raise ConfigError(
             f"{option}={_without_credentials(value.strip())!r} is not an http(s) URL with a "
             "host; write e.g. "
             "'https://idp.example/realms/r/protocol/openid-connect/certs'"
         )
     url = value.strip()
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback(hostname):
         logger.warning(
             "%s uses plain http to %s: keys and tokens can be read or changed on the way; use "
             "https",
             option,
-            parts.hostname,
+            hostname,
         )
     return url
 
 
 def _without_credentials(url: str) -> str:
-    """The URL for an error message, with any ``user:password@`` replaced: config errors go
-    to logs and terminals, and a secret must not (R31)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url[:200]
-    authority, slash, path = rest.partition("/")
-    if "@" in authority:
-        authority = "***@" + authority.rpartition("@")[2]
-    return f"{scheme}://{authority}{slash}{path}"[:200]
+    """The URL for a message or a ``repr``, with anything before an ``@`` (``user:password@``,
+    also in mistyped URLs such as ``https:/user:pw@host``) replaced: config errors go to logs and
+    terminals, and a secret must not (R35)."""
+    if "@" in url:
+        head, _, host = url.rpartition("@")
+        scheme = re.match(r"[A-Za-z][A-Za-z0-9+.-]*:/{0,2}", head)
+        url = f"{scheme.group(0) if scheme else ''}***@{host}"
+    return url[:200]
+
+
+#: Options holding a URL: shown through :func:`_without_credentials` wherever they are printed.
+URL_OPTIONS = frozenset({"jwks_uri", "userinfo_endpoint"})
+
+
+def printable(option: str, value: Any) -> Any:
+    """An option's value fit to print (``repr``, ``explain``): URLs without credentials."""
+    if option in URL_OPTIONS and isinstance(value, str):
+        return _without_credentials(value)
+    return value
 
 
 def is_loopback(host: str) -> bool:
@@ -225,6 +239,11 @@ class JwtHeadersConfig:
             key = str(raw_key).strip().lower().replace("-", "_")
             if key not in known:
                 raise ConfigError(_unknown_option_message(str(raw_key), known))
+            if key in options:
+                raise ConfigError(
+                    f"{key} is given twice (as {raw_key!r} and another spelling); keep one, so "
+                    "a second line cannot silently override the first"
+                )
             options[key] = (
                 _from_text(key, value, defaults[key]) if isinstance(value, str) else value
             )
@@ -248,6 +267,11 @@ class JwtHeadersConfig:
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
         except OSError as exc:
             raise ConfigError(f"config file {os.fspath(path)!r} cannot be read: {exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"config file {os.fspath(path)!r} is not UTF-8 text; TOML files must be UTF-8, "
+                "save it in that encoding"
+            ) from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {os.fspath(path)!r} is not valid TOML: {exc}") from None
         table = data.get("jwt_headers")
@@ -266,7 +290,7 @@ class JwtHeadersConfig:
 
     def __repr__(self) -> str:
         shown = ", ".join(
-            f"{f.name}={getattr(self, f.name)!r}"
+            f"{f.name}={printable(f.name, getattr(self, f.name))!r}"
             for f in dataclasses.fields(self)
             if f.init and getattr(self, f.name) != f.default
         )
@@ -336,6 +360,15 @@ class JwtHeadersConfig:
                     raise ConfigError(f"{option.name}={value!r}: must be a finite number >= 0")
                 if option.name not in _FLOAT_OPTIONS and not isinstance(value, int):
                     raise ConfigError(f"{option.name}={value!r}: must be a whole number >= 0")
+            elif (
+                isinstance(default, str)
+                and not isinstance(value, str)
+                and not (value is None and option.name == "user_name_header")  # "is required"
+            ):
+                raise ConfigError(
+                    f"{option.name}={value!r}: must be a string; leave it out for the default "
+                    f"{default!r}"
+                )
             elif value is not None and not isinstance(value, str):
                 raise ConfigError(f"{option.name}={value!r}: must be a string")
         if self.max_header_bytes < 1:
@@ -552,6 +585,8 @@ _FALSE = frozenset({"false", "no", "off", "0"})
 
 
 def _from_text(option: str, text: str, default: Any) -> Any:
+    if option == "roles_header_delimiter":
+        return text  # a space or tab is a real delimiter; stripping would make it ""
     value = text.strip()
     if isinstance(default, bool):
         if value.lower() in _TRUE:

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TextIO
 
-from .config import JwtHeadersConfig
+from .config import JwtHeadersConfig, printable
 from .core import Authenticator
 from .decode import Document, bearer_token, check_size, decode_json, decode_jwt, header_text
 from .errors import ConfigError, Refusal
@@ -27,7 +27,6 @@ from .rolemap import convert_roles
 from .sources import HeaderSource, PeerTrust
 from .verify import TokenVerifier
 
-_SECRET_OPTIONS: frozenset[str] = frozenset()  # no option holds a secret today; keep the hook
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(JwtHeadersConfig) if f.init}
 
 
@@ -240,9 +239,9 @@ def explain(config: JwtHeadersConfig, environ: dict[str, Any], out: TextIO) -> i
     authenticator = Authenticator(config)
     trust = PeerTrust(config.trusted_networks, config.trust_every_peer)
     changed = [
-        f"{name}={getattr(config, name)!r}"
+        f"{name}={printable(name, getattr(config, name))!r}"
         for name in sorted(JwtHeadersConfig.option_names())
-        if name not in _SECRET_OPTIONS and getattr(config, name) != _DEFAULTS.get(name)
+        if getattr(config, name) != _DEFAULTS.get(name)
     ]
     report.line("config", changed[0] if changed else "(defaults)")
     for item in changed[1:]:
