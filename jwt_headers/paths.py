@@ -4,6 +4,11 @@ Users write GeoServer-style dotted paths (``resource_access.live-key2.roles``) a
 real JSONPath (``$.groups[0]``). jsonpath-ng's parser costs a fraction of a millisecond per call,
 so every path is compiled when the config is built; plain dotted paths skip jsonpath-ng entirely
 and walk the dicts directly (tests prove both give the same answers).
+
+Where jsonpath-ng cannot read a dotted name as a key, the walk takes the name as written, as
+GeoServer does: ``a.2fa`` and ``a.where`` (which jsonpath-ng's lexer refuses) and ``a.01``
+(which it reads as the number 1, so the key ``"1"``) look up the keys ``"2fa"``, ``"where"``
+and ``"01"``.
 """
 
 from __future__ import annotations
