@@ -118,8 +118,11 @@ class JwksClient:
         found = keys.find(kid, alg)
         if not found:
             # A kid we have not seen: perhaps the IdP rotated. Refetch, at most once per cooldown.
-            keys = self._refresh(force=True) or keys
-            found = keys.find(kid, alg)
+            # Another thread's refetch may have finished since we read ``keys`` (then none is
+            # due and ``_refresh`` loads nothing): search the newest set, not our old copy.
+            latest = self._refresh(force=True) or self._state.keys
+            if latest is not None and latest is not keys:
+                found = latest.find(kid, alg)
         if not found:
             raise InvalidToken("unknown_key", "no key of the identity provider matches the token")
         return found
