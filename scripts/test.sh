@@ -6,8 +6,8 @@ python3 -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 python -m pip install -q -e ".[dev]"
-ruff check jwt_headers tests benchmarks samples scripts
-ruff format --check jwt_headers tests benchmarks samples scripts
+ruff check jwt_headers tests benchmarks samples scripts fuzz
+ruff format --check jwt_headers tests benchmarks samples scripts fuzz
 mypy
 bash .ci/e2e-setup.sh   # Apache + mod_auth_openidc and the test provider's npm modules
 python -m pytest -q -p no:cacheprovider
