@@ -111,6 +111,12 @@ def _check_url(option: str, value: object) -> str:
     return url
 
 
+def normalized_type(value: str) -> str:
+    """A ``typ`` for comparison: media types compare case-insensitively, and RFC 7515 4.1.9
+    lets ``application/`` be left out (``at+jwt`` is ``application/at+jwt``)."""
+    return value.strip().lower().removeprefix("application/")
+
+
 def _without_credentials(url: str) -> str:
     """The URL for a message or a ``repr``, with anything before an ``@`` (``user:password@``,
     also in mistyped URLs such as ``https:/user:pw@host``) replaced: config errors go to logs and
@@ -177,6 +183,7 @@ class JwtHeadersConfig:
     validate_issuer: bool = False
     issuer: tuple[str, ...] | None = None
     algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
+    token_types: tuple[str, ...] | None = None
     leeway: float = 30
     # --- trust and anonymous requests
     trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1")
@@ -205,7 +212,7 @@ class JwtHeadersConfig:
     denied_normalized: frozenset[str] = field(default=frozenset(), init=False)
 
     _LIST_OPTIONS: ClassVar[frozenset[str]] = frozenset(
-        {"audience", "issuer", "algorithms", "trusted_proxies", "denied_user_names"}
+        {"audience", "issuer", "algorithms", "trusted_proxies", "denied_user_names", "token_types"}
     )
 
     def __init__(self, **options: Any) -> None:
@@ -444,7 +451,14 @@ class JwtHeadersConfig:
             )
 
     def _check_validation(self) -> None:
+        if self.token_types:
+            self._set("token_types", tuple(normalized_type(t) for t in self.token_types))
         if not self.validate_token:
+            if self.token_types:
+                raise ConfigError(
+                    "token_types is only checked with validate_token=true (an unvalidated "
+                    "token's typ proves nothing); turn validate_token on or leave token_types out"
+                )
             return
         if not self.reads_jwt:
             raise ConfigError(

@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from .config import JwtHeadersConfig
+from .config import JwtHeadersConfig, normalized_type
 from .decode import Document
 from .errors import InvalidToken
 from .jwks import JwksClient
@@ -61,6 +61,16 @@ def check_times(claims: dict[str, Any], now: float, leeway: float) -> float:
     if iat is not None and iat > now + leeway:
         raise InvalidToken("issued_in_future", "token is issued in the future (iat)")
     return exp + leeway
+
+
+def check_type(document: Document, types: frozenset[str]) -> None:
+    """The header's ``typ`` is one of ``token_types`` (RFC 8725 3.11 explicit typing): an ID
+    token (``JWT``) is then not taken where an access token (``at+jwt``, RFC 9068) is meant."""
+    typ = (document.header or {}).get("typ")
+    if not isinstance(typ, str) or normalized_type(typ) not in types:
+        refusal = InvalidToken("wrong_type", "token type (typ) is not accepted")
+        refusal.detail = f"typ={safe(typ, 24)}"
+        raise refusal
 
 
 def check_issuer(claims: dict[str, Any], issuers: tuple[str, ...]) -> None:
@@ -110,6 +120,9 @@ class TokenVerifier:
         audiences, issuers = config.audience or (), config.issuer or ()
         leeway, claim = config.leeway, config.audience_claim
         checks: list[tuple[str, Check]] = []
+        if config.token_types:
+            types = frozenset(config.token_types)
+            checks.append(("type", lambda doc, now: check_type(doc, types)))
         if jwks is not None:
             checks.append(("signature", self._signature))
         if config.validate_expiry:

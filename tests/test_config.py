@@ -85,6 +85,7 @@ README_DEFAULTS: dict[str, Any] = {
     "http_connect_timeout": 2.0,
     "http_read_timeout": 3.0,
     "max_response_bytes": 1_048_576,
+    "token_types": None,
 }
 
 BOOL_OPTIONS = sorted(name for name, value in CONTRACT_DEFAULTS.items() if isinstance(value, bool))

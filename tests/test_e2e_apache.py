@@ -406,6 +406,8 @@ def _gunicorn_envs(issuer: str) -> dict[str, dict[str, str]]:
         "JWT_HEADERS_ISSUER": issuer,
         "JWT_HEADERS_AUDIENCE": API_AUDIENCE,
     }
+    # oidc-provider types its access tokens (RFC 9068): the option robot.env suggests for it.
+    typed = {"JWT_HEADERS_TOKEN_TYPES": "at+jwt"}
     flask_env = _sample_env("flask.env")
     access_token_env = {
         **flask_env,
@@ -416,8 +418,12 @@ def _gunicorn_envs(issuer: str) -> dict[str, dict[str, str]]:
         "JWT_HEADERS_VALIDATE_ISSUER": "true",
         "JWT_HEADERS_VALIDATE_AUDIENCE": "true",
         **validation,
+        **typed,
     }
-    robot_env = _sample_env("robot.env", **validation, JWT_HEADERS_USERINFO_ENDPOINT=f"{issuer}/me")
+    robot_env = {
+        **_sample_env("robot.env", **validation, JWT_HEADERS_USERINFO_ENDPOINT=f"{issuer}/me"),
+        **typed,
+    }
     return {"json": flask_env, "jwt": access_token_env, "robot": robot_env}
 
 

@@ -10,6 +10,7 @@ relative to the same ``now``. Nothing sleeps.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -29,7 +30,7 @@ from conftest import (
 )
 from idp import DELETE, ISSUER, SUBJECT, make_key, mint
 
-from jwt_headers import JwtHeadersConfig, JwtHeadersMiddleware
+from jwt_headers import ConfigError, JwtHeadersConfig, JwtHeadersMiddleware
 
 idp_server = idp.idp_server  # the pytest fixture, bound here so pytest finds it
 
@@ -441,6 +442,44 @@ def test_r8_audience_claim_other_names(idp_server, claim):
     assert_accepted(send(middleware, mint({claim: "app-7"}, idp_server.key, NOW)))
     assert_refused(send(middleware, mint({claim: "app-77"}, idp_server.key, NOW)), claim)
     assert_refused(send(middleware, mint(None, idp_server.key, NOW)), claim)
+
+
+# --------------------------------------------------------------------------- token_types
+@pytest.mark.parametrize("typ", ["at+jwt", "AT+JWT", "application/at+jwt", "Application/AT+JWT"])
+def test_token_types_accepts_the_listed_typ_as_a_media_type(idp_server, typ):
+    """RFC 8725 3.11 explicit typing; RFC 7515 4.1.9: ``typ`` is a media type, compared
+    case-insensitively, with ``application/`` optional."""
+    middleware = robot(idp_server, token_types="at+jwt")
+    assert_accepted(send(middleware, mint({}, idp_server.key, NOW, headers={"typ": typ})))
+
+
+@pytest.mark.parametrize("typ", ["JWT", "id_token+jwt", "at+jw", None, 7, ["at+jwt"]])
+def test_token_types_refuses_another_or_missing_typ(idp_server, caplog, typ):
+    """An ID token (``typ: JWT``) signed by the same IdP must not pass where only access tokens
+    (``at+jwt``) are meant: 401 naming the check, app not called, the typ in the log detail but
+    never the token."""
+    caplog.set_level(logging.DEBUG, logger="jwt_headers")
+    middleware = robot(idp_server, token_types=["at+jwt"])
+    token = mint({}, idp_server.key, NOW, headers={"typ": typ})
+    answer = send(middleware, token)
+    assert_refused(answer, "token type (typ) is not accepted")
+    assert any("wrong_type" in r.getMessage() for r in caplog.records)
+    assert not any(token.split(".")[1] in r.getMessage() for r in caplog.records)
+
+
+def test_token_types_unset_does_not_look_at_typ(idp_server):
+    middleware = robot(idp_server)
+    assert_accepted(send(middleware, mint({}, idp_server.key, NOW, headers={"typ": "whatever"})))
+
+
+def test_token_types_without_validate_token_is_a_config_error():
+    with pytest.raises(ConfigError, match="token_types is only checked with validate_token"):
+        JwtHeadersConfig(
+            user_name_header="Authorization",
+            user_name_format="jwt",
+            user_name_json_path="preferred_username",
+            token_types="at+jwt",
+        )
 
 
 # --------------------------------------------------------------------------- seed token
