@@ -4,6 +4,10 @@ asserts on (status, headers, JSON body, whether the app ran and what it saw)."""
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,3 +151,23 @@ def assert_unavailable(answer: Answer) -> int:
     assert int(retry_after) >= 1
     assert answer.json["error"]["code"] == "IDP_UNAVAILABLE"
     return int(retry_after)
+
+
+def wait_until_listening(
+    process: subprocess.Popen[bytes], port: int, timeout: float, log: Callable[[], str]
+) -> None:
+    """Return once a server we started accepts connections on ``port``; fail the test with
+    its log if it exits first or is not listening within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"the server exited with {process.returncode}\n--- log:\n{log()}")
+        try:
+            with socket.create_connection((LOOPBACK, port), timeout=0.5):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"nothing listens on port {port} after {timeout:.0f} s\n--- log:\n{log()}"
+                )
+            time.sleep(0.05)

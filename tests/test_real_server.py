@@ -25,13 +25,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import wait_until_listening
 
 TESTS_DIR = Path(__file__).resolve().parent
 START_TIMEOUT = 20.0
@@ -168,23 +168,7 @@ def gunicorn_server(config: dict[str, str], *extra_args: str) -> Iterator[Server
             )
         server = Server(port, log_path, process)
         try:
-            deadline = time.monotonic() + START_TIMEOUT
-            while True:
-                if process.poll() is not None:
-                    pytest.fail(
-                        f"gunicorn exited with {process.returncode} before accepting "
-                        f"connections\n--- gunicorn log:\n{server.log()}"
-                    )
-                try:
-                    with socket.create_connection((LOOPBACK, port), timeout=0.5):
-                        break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        pytest.fail(
-                            f"gunicorn did not accept connections on port {port} within "
-                            f"{START_TIMEOUT:.0f} s\n--- gunicorn log:\n{server.log()}"
-                        )
-                    time.sleep(0.05)
+            wait_until_listening(process, port, START_TIMEOUT, server.log)
             yield server
         finally:
             process.terminate()

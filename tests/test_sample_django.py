@@ -29,13 +29,13 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import wait_until_listening
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 SITE = SAMPLES / "django_site"
@@ -234,23 +234,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         )
     server = Site(port, log_path, db_path)
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(
-                    f"gunicorn exited with {process.returncode} before accepting connections"
-                    f"\n--- log:\n{server.log()}"
-                )
-            try:
-                with socket.create_connection((LOOPBACK, port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(
-                        f"gunicorn did not accept connections on port {port} within "
-                        f"{START_TIMEOUT:.0f} s\n--- log:\n{server.log()}"
-                    )
-                time.sleep(0.05)
+        wait_until_listening(process, port, START_TIMEOUT, server.log)
         yield server
     finally:
         process.terminate()  # SIGTERM to this PID: gunicorn stops its workers and exits
