@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+from .decode import media_type
 from .errors import ConfigError
 from .paths import JsonPath, compile_path
 from .rolemap import parse_role_map
@@ -109,12 +110,6 @@ def _check_url(option: str, value: object) -> str:
             hostname,
         )
     return url
-
-
-def normalized_type(value: str) -> str:
-    """A ``typ`` for comparison: media types compare case-insensitively, and RFC 7515 4.1.9
-    lets ``application/`` be left out (``at+jwt`` is ``application/at+jwt``)."""
-    return value.strip().lower().removeprefix("application/")
 
 
 def _without_credentials(url: str) -> str:
@@ -452,7 +447,7 @@ class JwtHeadersConfig:
 
     def _check_validation(self) -> None:
         if self.token_types:
-            self._set("token_types", tuple(normalized_type(t) for t in self.token_types))
+            self._set("token_types", tuple(media_type(t) for t in self.token_types))
         if not self.validate_token:
             if self.token_types:
                 raise ConfigError(

@@ -43,6 +43,13 @@ class Document:
     token: str = ""
 
 
+def media_type(value: str) -> str:
+    """A ``typ`` or ``cty`` for comparison: media types compare case-insensitively, and
+    RFC 7515 4.1.9/4.1.10 let ``application/`` be left out (``at+jwt`` is
+    ``application/at+jwt``)."""
+    return value.strip().lower().removeprefix("application/")
+
+
 def header_text(value: str) -> str:
     """Undo WSGI's latin-1 decoding of header bytes when they are UTF-8 (R14).
 
@@ -190,9 +197,8 @@ def decode_jwt(token: str) -> Document:
     if "b64" in header:
         raise InvalidToken("malformed", "unencoded payloads (b64) are not accepted")
     cty = header.get("cty")
-    # RFC 7515 4.1.10: a cty without "/" is short for "application/<cty>"; media types
-    # compare case-insensitively, so "application/jwt" announces a nested token as "JWT" does.
-    if isinstance(cty, str) and cty.lower().removeprefix("application/") == "jwt":
+    # "application/jwt" announces a nested token as "JWT" does (see media_type).
+    if isinstance(cty, str) and media_type(cty) == "jwt":
         raise InvalidToken("malformed", "nested tokens (cty JWT) are not accepted")
     payload_text = _utf8(_segment(payload_b64, "payload"), "payload")
     claims = parse_json_object(payload_text, "token payload")

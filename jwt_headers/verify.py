@@ -15,8 +15,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from .config import JwtHeadersConfig, normalized_type
-from .decode import Document
+from .config import JwtHeadersConfig
+from .decode import Document, media_type
 from .errors import InvalidToken
 from .jwks import JwksClient
 from .logtools import safe
@@ -67,7 +67,7 @@ def check_type(document: Document, types: frozenset[str]) -> None:
     """The header's ``typ`` is one of ``token_types`` (RFC 8725 3.11 explicit typing): an ID
     token (``JWT``) is then not taken where an access token (``at+jwt``, RFC 9068) is meant."""
     typ = (document.header or {}).get("typ")
-    if not isinstance(typ, str) or normalized_type(typ) not in types:
+    if not isinstance(typ, str) or media_type(typ) not in types:
         refusal = InvalidToken("wrong_type", "token type (typ) is not accepted")
         refusal.detail = f"typ={safe(typ, 24)}"
         raise refusal
