@@ -134,11 +134,13 @@ def read_header(
                 dropped.append(source.http_key)
             return value
     value = environ.get(source.http_key)
-    if not isinstance(value, str) or not value.strip():
+    if value is None:
         return None
     if source.self_verifying or trust.is_trusted(environ.get("REMOTE_ADDR")):
-        return value
-    dropped.append(source.http_key)
+        return value if isinstance(value, str) and value.strip() else None
+    dropped.append(source.http_key)  # even blank: the app must not see it from this peer
+    if not isinstance(value, str) or not value.strip():
+        return None
     logger.warning(
         "untrusted_source_header header=%s peer=%s: ignored; the peer is not in trusted_proxies",
         source.name,

@@ -575,3 +575,33 @@ def test_non_string_remote_addr_is_an_untrusted_peer_not_an_error(caplog, peer):
     assert app.environ.get("REMOTE_USER") is None
     assert "HTTP_X_USER" not in app.environ
     assert not [r for r in caplog.records if "internal_error" in r.getMessage()]
+
+
+@pytest.mark.parametrize("value", ["", "   ", "\x85", "\x1f\xa0"])
+def test_blank_header_from_stranger_is_removed_too(value):
+    """R16, found by the atheris target: a value that is empty or only white space (as Python's
+    ``str.strip`` sees it: ``\\x85``, ``\\xa0``...) names nobody, but from an untrusted peer it
+    must still be removed before the app, which may read the header itself."""
+    app = RecordingApp()
+    middleware = JwtHeadersMiddleware(app, user_name_header="X-User")
+    status, _, _ = run(
+        middleware,
+        {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "REMOTE_ADDR": STRANGER, "HTTP_X_USER": value},
+    )
+    assert status.startswith("200")
+    assert "HTTP_X_USER" not in app.environ
+    assert "REMOTE_USER" not in app.environ
+
+
+def test_blank_header_from_proxy_is_left_in_place():
+    app = RecordingApp()
+    middleware = JwtHeadersMiddleware(app, user_name_header="X-User")
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/",
+        "REMOTE_ADDR": LOOPBACK,
+        "HTTP_X_USER": " ",
+    }
+    status, _, _ = run(middleware, environ)
+    assert status.startswith("200")
+    assert app.environ["HTTP_X_USER"] == " "
