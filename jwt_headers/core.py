@@ -286,6 +286,8 @@ class Authenticator:
             raise
 
     def _log_refusal(self, refusal: Refusal) -> None:
+        """One line per refused request; the record also carries ``reason`` and ``fingerprint``
+        as attributes, for structured log handlers (and tests) that should not parse text."""
         level = logging.WARNING if refusal.status >= 500 else logging.INFO
         logger.log(
             level,
@@ -295,6 +297,7 @@ class Authenticator:
             safe(refusal.header),
             refusal.fingerprint,
             refusal.message,
+            extra={"reason": refusal.reason, "fingerprint": refusal.fingerprint},
         )
 
 

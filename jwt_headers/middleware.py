@@ -93,7 +93,11 @@ class JwtHeadersMiddleware:
         except Refusal as refusal:
             return self._refuse(refusal, start_response)
         except Exception as exc:  # fail closed: request input never makes a 500
-            logger.error("internal_error exc=%s: request refused", type(exc).__name__)
+            logger.error(
+                "internal_error exc=%s: request refused",
+                type(exc).__name__,
+                extra={"reason": "internal_error", "fingerprint": None},
+            )
             return self._refuse(
                 InvalidToken("internal_error", "credentials could not be processed"),
                 start_response,

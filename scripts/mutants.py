@@ -1,119 +1,240 @@
-"""Break one security requirement at a time and check that the tests notice (issue 5).
+"""Remove one security control at a time and check that the tests notice (issues 5 and 18).
 
-Each mutant is a one-line edit that removes a control (the algorithm allow-list, the expiry
-check, the trusted-proxy check...). The script copies the committed tree into a temporary
-directory, applies one mutant there, runs the given test modules with ``pytest -x`` and reports
-``CAUGHT`` (a test failed, naming the first) or ``MISSED``; the working tree is never touched.
-It exits 1 when any mutant is missed. Slow (a test run per mutant), so it is not part of CI::
+Each mutant is a small edit that removes a control (the algorithm allow-list, the expiry check,
+the trusted-proxy check, the userinfo status check...) or turns a refusal into a crash. The
+script clones the committed tree into a temporary directory, applies one mutant there, runs the
+test modules that guard that control with ``pytest -x`` and reports ``CAUGHT`` (a test failed,
+naming the first) or ``MISSED``; the working tree is never touched. Two mutants run at a time,
+each in its own clone. It prints a score and exits 1 when any mutant is missed or stale (its
+control is no longer written as the mutant expects), so ``.ci/run`` fails on a surviving
+mutant::
 
-    python scripts/mutants.py                   # the security test modules
-    python scripts/mutants.py tests/test_requirements.py
+    python scripts/mutants.py                    # every mutant
+    python scripts/mutants.py userinfo cache     # the mutants whose name holds a word
+    python scripts/mutants.py --list
+
+A new security control comes with a mutant here, and with the test that catches it.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import subprocess
 import sys
 import tempfile
+import threading
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+WORKERS = 2
 
-#: (requirement, file, the control as written, the control removed)
-MUTANTS: list[tuple[str, str, str, str]] = [
-    ("R1 alg allow-list", "jwt_headers/verify.py", "if alg not in self._algorithms:", "if False:"),
-    (
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    path: str
+    control: str
+    removed: str
+    tests: tuple[str, ...]
+
+
+def _m(name: str, path: str, control: str, removed: str, *tests: str) -> Mutant:
+    return Mutant(name, f"jwt_headers/{path}", control, removed, tuple(f"tests/{t}" for t in tests))
+
+
+MUTANTS: list[Mutant] = [
+    # --- signature, claims (R1-R9)
+    _m(
+        "R1 alg allow-list",
+        "verify.py",
+        "if alg not in self._algorithms:",
+        "if False:",
+        "test_forgery.py",
+    ),
+    _m(
         "R6 exp required",
-        "jwt_headers/verify.py",
+        "verify.py",
         '    if exp is None:\n        raise InvalidToken("no_valid_exp", "token has no valid exp")',
         "    if exp is None:\n        return float('inf')",
+        "test_validation.py",
     ),
-    ("R6 expired", "jwt_headers/verify.py", "if exp <= now - leeway:", "if False:"),
-    ("R7 nbf", "jwt_headers/verify.py", "if nbf is not None and nbf > now + leeway:", "if False:"),
-    (
+    _m("R6 expired", "verify.py", "if exp <= now - leeway:", "if False:", "test_validation.py"),
+    _m(
+        "R7 nbf",
+        "verify.py",
+        "if nbf is not None and nbf > now + leeway:",
+        "if False:",
+        "test_validation.py",
+    ),
+    _m(
         "R8 audience",
-        "jwt_headers/verify.py",
+        "verify.py",
         "if not any(v in audiences for v in values):",
         "if False:",
+        "test_validation.py",
     ),
-    (
+    _m(
         "R9 issuer",
-        "jwt_headers/verify.py",
+        "verify.py",
         "if not isinstance(issuer, str) or issuer not in issuers:",
         "if not isinstance(issuer, str):",
+        "test_validation.py",
     ),
-    ("R12 crit", "jwt_headers/decode.py", 'if "crit" in header:', "if False:"),
-    ("R13 size cap", "jwt_headers/decode.py", "if len(value) > limit:", "if False:"),
-    (
+    # --- userinfo (R10, R31): only a 200 is an answer
+    _m(
+        "R10 userinfo: only 200",
+        "userinfo.py",
+        "if answer.status != 200:",
+        "if answer.status >= 500:",
+        "test_userinfo.py",
+    ),
+    # --- parsing (R12, R13) and the reason a refusal is given
+    _m("R12 crit", "decode.py", 'if "crit" in header:', "if False:", "test_forgery.py"),
+    _m("R13 size cap", "decode.py", "if len(value) > limit:", "if False:", "test_outcomes.py"),
+    _m(
+        "R12 decoder crashes",
+        "decode.py",
+        'raise InvalidToken("malformed", "token is not a compact JWS (three segments)")',
+        'raise TypeError("three segments")',
+        "test_outcomes.py",
+    ),
+    # --- key sets (R4)
+    _m(
+        "R4 non-string kid in key set",
+        "jwks.py",
+        "        if kid is not None and not isinstance(kid, str):\n            continue\n",
+        "",
+        "test_keyset.py",
+    ),
+    # --- header trust (R16, R18)
+    _m(
         "R16 trusted proxies",
-        "jwt_headers/sources.py",
+        "sources.py",
         '    if source.self_verifying or trust.is_trusted(environ.get("REMOTE_ADDR")):\n'
         "        return value",
         "    return value",
+        "test_trust.py",
     ),
-    (
+    _m(
         "R18 upstream REMOTE_USER",
-        "jwt_headers/middleware.py",
+        "middleware.py",
         '        environ.pop("REMOTE_USER", None)\n',
         "",
+        "test_outcomes.py",
     ),
-    (
+    # --- roles (R20, R24): a separate roles token bounds the cached principal
+    _m(
+        "R24 roles token exp in cache deadline",
+        "core.py",
+        "document = self._decode(roles_value, source, deadlines)",
+        "document = self._decode(roles_value, source, [])",
+        "test_validation.py",
+    ),
+    # --- caches (R25)
+    _m(
         "R25 negative cache bound",
-        "jwt_headers/core.py",
+        "core.py",
         "self._refused = LocalCache(config.negative_cache_size, clock)",
         "self._refused = LocalCache(10**9, clock)",
+        "test_keyset.py",
     ),
-    (
+    _m(
+        "R25 token cache oversize guard",
+        "cache.py",
+        "        if weight > self._data.maxsize:\n            return\n",
+        "",
+        "test_outcomes.py",
+    ),
+    # --- logs (R34, R37)
+    _m(
         "R34 fingerprint only",
-        "jwt_headers/logtools.py",
+        "logtools.py",
         'return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:8]',
         "return value[:40]",
+        "test_logging.py",
+    ),
+    _m(
+        "R37 catch-all",
+        "middleware.py",
+        "        except Exception as exc:  # fail closed: request input never makes a 500\n",
+        "        except ZeroDivisionError as exc:\n",
+        "test_logging.py",
     ),
 ]
 
-DEFAULT_TESTS = [
-    "tests/test_requirements.py",
-    "tests/test_validation.py",
-    "tests/test_forgery.py",
-    "tests/test_keyset.py",
-    "tests/test_trust.py",
-    "tests/test_outcomes.py",
-    "tests/test_logging.py",
-]
+
+def _run(mutant: Mutant, tree: Path) -> tuple[str, str]:
+    """Apply ``mutant`` in ``tree``, run its tests, undo it; the verdict and the first failure."""
+    target = tree / mutant.path
+    text = target.read_text()
+    if text.count(mutant.control) != 1:
+        return "STALE", "(the control is no longer written exactly once that way)"
+    target.write_text(text.replace(mutant.control, mutant.removed, 1))
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *mutant.tests],
+            cwd=tree,
+            env={**os.environ, "PYTHONPATH": str(tree)},
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        target.write_text(text)
+    failed = [line for line in done.stdout.splitlines() if line.startswith("FAILED")]
+    if done.returncode in (0, 5):  # 5: no tests collected, nothing could catch it
+        return "MISSED", ""
+    if not failed:  # an error before any test ran (import, collection) proves nothing
+        return "ERROR", done.stdout[-2000:] + done.stderr[-2000:]
+    return "CAUGHT", failed[0]
 
 
-def main(tests: list[str]) -> int:
-    missed = 0
-    with tempfile.TemporaryDirectory() as tmp:
-        tree = Path(tmp) / "tree"
+def main(argv: list[str]) -> int:
+    if "--list" in argv:
+        for mutant in MUTANTS:
+            print(f"{mutant.name:40} {mutant.path:26} {' '.join(mutant.tests)}")
+        return 0
+    words = [word.lower() for word in argv]
+    chosen = [m for m in MUTANTS if not words or any(w in m.name.lower() for w in words)]
+    if not chosen:
+        print(f"no mutant matches {argv}", file=sys.stderr)
+        return 2
+    todo: queue.Queue[Mutant] = queue.Queue()
+    for mutant in chosen:
+        todo.put(mutant)
+    results: dict[str, str] = {}
+    lock = threading.Lock()
+    started = time.monotonic()
+
+    def worker(tmp: str, index: int) -> None:
+        tree = Path(tmp) / f"tree{index}"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(tree)], check=True)
-        env = {**os.environ, "PYTHONPATH": str(tree)}
-        for name, path, control, removed in MUTANTS:
-            target = tree / path
-            text = target.read_text()
-            if control not in text:
-                print(f"{name:28} STALE  (the control is no longer written that way)")
-                missed += 1
-                continue
-            target.write_text(text.replace(control, removed, 1))
+        while True:
             try:
-                done = subprocess.run(
-                    [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests],
-                    cwd=tree,
-                    env=env,
-                    capture_output=True,
-                    text=True,
-                    check=False,
-                )
-            finally:
-                target.write_text(text)
-            failed = [line for line in done.stdout.splitlines() if line.startswith("FAILED")]
-            verdict = "CAUGHT" if done.returncode else "MISSED"
-            missed += not done.returncode
-            print(f"{name:28} {verdict} {failed[0] if failed else ''}", flush=True)
-    return 1 if missed else 0
+                mutant = todo.get_nowait()
+            except queue.Empty:
+                return
+            verdict, detail = _run(mutant, tree)
+            with lock:
+                results[mutant.name] = verdict
+                print(f"{mutant.name:40} {verdict:6} {detail}", flush=True)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        threads = [
+            threading.Thread(target=worker, args=(tmp, i)) for i in range(min(WORKERS, len(chosen)))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    caught = sum(verdict == "CAUGHT" for verdict in results.values())
+    elapsed = time.monotonic() - started
+    print(f"mutation score: {caught}/{len(chosen)} caught in {elapsed:.0f} s")
+    return 0 if caught == len(chosen) else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:] or DEFAULT_TESTS))
+    sys.exit(main(sys.argv[1:]))

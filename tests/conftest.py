@@ -3,11 +3,14 @@ asserts on (status, headers, JSON body, whether the app ran and what it saw)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,6 +80,9 @@ class Answer:
     headers: Any
     body: bytes
     app: RecordingApp
+    #: The reason codes of the refusals logged while this request was answered (the log
+    #: record's ``reason`` attribute), oldest first.
+    reasons: list[str] = field(default_factory=list)
 
     @property
     def json(self) -> Any:
@@ -89,6 +95,36 @@ class Answer:
     @property
     def principal(self):
         return self.app.environ.get("jwt_headers.principal") if self.app.called else None
+
+
+class _ReasonLog(logging.Handler):
+    """Keeps the ``reason`` of each refusal the calling thread logs."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.thread = threading.get_ident()
+        self.reasons: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        reason = getattr(record, "reason", None)
+        if reason is not None and record.thread == self.thread:
+            self.reasons.append(reason)
+
+
+@contextlib.contextmanager
+def logged_reasons() -> Iterator[list[str]]:
+    """The reason codes the middleware logs in this thread inside the ``with`` block."""
+    logger = logging.getLogger("jwt_headers")
+    handler = _ReasonLog()
+    level = logger.level
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)  # refusals are logged at INFO
+    try:
+        yield handler.reasons
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def call(
@@ -108,20 +144,28 @@ def call(
         middleware = JwtHeadersMiddleware(app, **options)
     base = {"REMOTE_ADDR": peer}
     base.update(environ or {})
-    response = Client(middleware).get("/", headers=headers or {}, environ_base=base)
-    return Answer(response.status_code, response.headers, response.get_data(), app)
+    with logged_reasons() as reasons:
+        response = Client(middleware).get("/", headers=headers or {}, environ_base=base)
+        body = response.get_data()
+    return Answer(response.status_code, response.headers, body, app, reasons)
 
 
-def assert_invalid_token(answer: Answer, reason_fragment: str | None = None) -> None:
-    """401 per RFC 6750 with our JSON body, and the app never ran."""
+def assert_invalid_token(answer: Answer, reason: str, fragment: str | None = None) -> None:
+    """401 per RFC 6750 with our JSON body, the app never ran, and the refusal logged for it
+    has the reason code ``reason`` (so a crash caught as ``internal_error`` never passes for
+    a real refusal); ``fragment``, when given, is part of the client's message."""
     assert answer.status == 401, answer.body
     assert not answer.app.called
     assert answer.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
     assert answer.headers["Content-Type"] == "application/json"
     body = answer.json
     assert body["error"]["code"] == "INVALID_TOKEN"
-    if reason_fragment is not None:
-        assert reason_fragment in body["error"]["message"]
+    assert answer.reasons, "no refusal was logged with a reason code"
+    if reason != "internal_error":
+        assert "internal_error" not in answer.reasons, answer.reasons
+    assert answer.reasons[-1] == reason, answer.reasons
+    if fragment is not None:
+        assert fragment in body["error"]["message"]
 
 
 @pytest.fixture

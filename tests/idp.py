@@ -23,7 +23,10 @@ Server modes (``server.jwks_mode`` / ``server.userinfo_mode``; unknown names rai
   hold          waits until ``server.release()`` (or stop), then answers as ok
   huge          the ok body padded to 2 MiB (valid JSON, with Content-Length)
   huge_unsized  (jwks) the same without Content-Length (read until close)
-  redirect      302 to ``/jwks/moved`` or ``/userinfo/moved`` (which answer as ok)
+  redirect      302 to ``/jwks/moved`` or ``/userinfo/moved`` (which answer as ok), carrying
+                the ok body itself, so only the status can tell a client not to use it
+  as_NNN        the ok body with status NNN and no ``Location`` (``as_201``, ``as_302``...):
+                a good-looking answer that is not a 200
   down          reads the request, closes the connection without a byte
 
 Nothing here sleeps on the test side. The server sleeps only in its "slow"/"trickle" modes (it
@@ -347,7 +350,8 @@ _TRICKLE_PIECES = 20
 
 
 def _check_mode(mode: str, allowed: frozenset[str]) -> str:
-    if mode in allowed or (len(mode) == 3 and mode.isdigit() and 100 <= int(mode) <= 599):
+    status = mode.removeprefix("as_")
+    if mode in allowed or (len(status) == 3 and status.isdigit() and 100 <= int(status) <= 599):
         return mode
     raise ValueError(f"unknown mode {mode!r}; use one of {sorted(allowed)} or an HTTP status")
 
@@ -505,7 +509,11 @@ class _Handler(BaseHTTPRequestHandler):
         elif mode == "no_sub":
             self._send(200, {})
         elif mode == "redirect":
-            self._send(302, {"moved": moved}, {"Location": idp.url(moved)})
+            _status, value, extra = good()
+            self._send(302, value, {**extra, "Location": idp.url(moved)})
+        elif mode.startswith("as_"):
+            _status, value, extra = good()
+            self._send(int(mode.removeprefix("as_")), value, extra)
         elif mode in ("huge", "huge_unsized"):
             status, value, extra = good()
             value = dict(value) if isinstance(value, dict) else {"value": value}

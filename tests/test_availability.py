@@ -408,9 +408,9 @@ def test_r29_key_rotation_mid_traffic(idp_server, caplog):
     * t=10: the IdP publishes [old, new]; new-key tokens appear. Until one cooldown after the
       last fetch (t < 30) they are refused 401 "no key" without any refetch; old-key ones pass;
     * t=30 (<= one cooldown after they first appeared): one refetch, after which new-key tokens
-      are accepted. The IdP holds that refetch until every worker waits for it: a worker whose
-      lookup straddles the end of the refetch is refused (the xfail test below pins that bug
-      down deterministically; here it would only make the test flaky);
+      are accepted. The IdP holds that refetch until every worker waits for it, so this round
+      is deterministic; the interleaving where a worker's lookup straddles the end of the
+      refetch is pinned down by the gated test below;
     * t=60: the IdP publishes [new] only. Old-key tokens stay accepted while the old key is in
       the cached set (until the TTL, t=330);
     * t>=330: the TTL refetch drops the old key: old-key tokens never seen before are refused
@@ -555,7 +555,7 @@ def test_r29_r30_new_kid_token_not_refused_when_the_refetch_completes_just_befor
     gated["thread"] = thread_b
     thread_b.start()
     try:
-        if not parked.wait(timeout=10):  # not an AssertionError: a broken setup must not xfail
+        if not parked.wait(timeout=10):  # not an AssertionError: a broken setup, not a finding
             raise RuntimeError("thread B never reached the key set's refresh step")
         reply_a = send(middleware, token_a, 1)
     finally:
@@ -566,4 +566,4 @@ def test_r29_r30_new_kid_token_not_refused_when_the_refetch_completes_just_befor
     reply_b = result["b"]
     assert idp_server.jwks_requests == 2
     assert_no_token_text([token_a, token_b], [reply_a, reply_b], caplog)
-    assert_ok(reply_b)  # fails: 401 "no key of the identity provider matches the token"
+    assert_ok(reply_b)  # was 401 "no key of the identity provider matches the token" (b017a5b)

@@ -461,4 +461,4 @@ def test_seed_json_with_path_to_object_is_refused():
         user_name_format="json",
         user_name_json_path="resource_access",
     )
-    assert_invalid_token(answer)
+    assert_invalid_token(answer, "no_user_name")

@@ -118,15 +118,17 @@ def refused(
     middleware: JwtHeadersMiddleware,
     token: str,
     caplog: pytest.LogCaptureFixture,
+    reason: str,
     fragment: str | None = None,
     *,
     raw: bool = False,
 ) -> Answer:
-    """Send ``token``; assert R34 (401 invalid_token, JSON body, app not called) and R35."""
+    """Send ``token``; assert R34 (401 invalid_token, JSON body, app not called, refused for
+    ``reason``) and R35."""
     caplog.clear()
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     answer = send(middleware, token, raw=raw)
-    assert_invalid_token(answer, fragment)
+    assert_invalid_token(answer, reason, fragment)
     assert "Set-Cookie" not in answer.headers
     assert_no_leak(token, answer, caplog)
     return answer
@@ -169,21 +171,21 @@ def only_jwks_requested(server: idp.IdpServer) -> bool:
 # --------------------------------------------------------------------------- R1 algorithms
 @pytest.mark.parametrize("alg", ["none", "None", "NONE", "nOnE"])
 @pytest.mark.parametrize(
-    ("signature", "fragment"),
+    ("signature", "reason", "fragment"),
     [
-        pytest.param(b"", "signature", id="empty-signature"),
-        pytest.param(b"\x00", "alg", id="one-byte"),
-        pytest.param(b"signature-of-nothing", "alg", id="text"),
+        pytest.param(b"", "malformed", "signature", id="empty-signature"),
+        pytest.param(b"\x00", "alg_not_allowed", "alg", id="one-byte"),
+        pytest.param(b"signature-of-nothing", "alg_not_allowed", "alg", id="text"),
     ],
 )
-def test_r1_alg_none_refused(idp_server, caplog, alg, signature, fragment):
+def test_r1_alg_none_refused(idp_server, caplog, alg, signature, reason, fragment):
     """R1/R12: unsecured tokens (alg none in any case), with or without a signature."""
     token = compact_jws(
         {"alg": alg, "typ": "JWT", "kid": idp_server.key.kid},
         idp.access_claims(None, NOW),
         signature,
     )
-    refused(robot(idp_server), token, caplog, fragment)
+    refused(robot(idp_server), token, caplog, reason, fragment)
 
 
 @pytest.mark.parametrize("alg", ["none", "NONE"])
@@ -193,7 +195,7 @@ def test_r1_alg_none_with_a_real_signature_refused(idp_server, caplog, alg):
     header = {"alg": alg, "typ": "JWT", "kid": idp_server.key.kid}
     payload = idp.decode_parts(genuine)[1]
     token = compact_jws(header, payload, signature_of(genuine))
-    refused(robot(idp_server), token, caplog, "alg")
+    refused(robot(idp_server), token, caplog, "alg_not_allowed", "alg")
 
 
 @pytest.mark.parametrize("alg", ["HS256", "HS384", "HS512"])
@@ -218,7 +220,7 @@ def test_r1_hmac_algorithm_confusion_refused(idp_server, caplog, alg, secret):
         idp.access_claims(None, NOW), secrets[secret], headers={"kid": key.kid}, alg=alg
     )
     middleware = robot(idp_server)
-    refused(middleware, token, caplog, "algorithm")
+    refused(middleware, token, caplog, "alg_not_allowed", "algorithm")
     assert idp_server.jwks_requests == 0  # refused before any key lookup
 
 
@@ -228,7 +230,7 @@ def test_r1_hmac_signature_under_rs256_header_refused(idp_server, caplog):
     hmac_token = hmac_sign(idp.access_claims(None, NOW), key.public_pem(), {"kid": key.kid})
     header = {"alg": "RS256", "typ": "JWT", "kid": key.kid}
     token = compact_jws(header, idp.decode_parts(hmac_token)[1], signature_of(hmac_token))
-    refused(robot(idp_server), token, caplog, "signature")
+    refused(robot(idp_server), token, caplog, "bad_signature", "signature")
 
 
 @pytest.mark.parametrize(
@@ -239,7 +241,7 @@ def test_r1_alg_not_exactly_allowed_refused(idp_server, caplog, alg):
     """R1: the allow-list is matched exactly (no case folding, no trimming)."""
     key = idp_server.key
     token = raw_sign(key, json.dumps({"alg": alg, "kid": key.kid}), claims_text(), "RS256")
-    refused(robot(idp_server), token, caplog, "alg")
+    refused(robot(idp_server), token, caplog, "alg_not_allowed", "alg")
 
 
 @pytest.mark.parametrize(
@@ -258,7 +260,7 @@ def test_r12_header_needs_a_string_alg(idp_server, caplog, header):
     """R12: the header is a JSON object with a string alg."""
     key = idp_server.key
     token = raw_sign(key, json.dumps({**header, "kid": key.kid}), claims_text(), "RS256")
-    refused(robot(idp_server), token, caplog, "alg")
+    refused(robot(idp_server), token, caplog, "malformed", "alg")
 
 
 def fingerprints(token: str) -> set[str]:
@@ -271,7 +273,7 @@ def test_r1_alg_not_allowed_log_line(idp_server, caplog, alg):
     """R1 log: one record `alg_not_allowed alg=<value, truncated to 16 chars> fp=<fp>`."""
     key = idp_server.key
     token = raw_sign(key, json.dumps({"alg": alg, "kid": key.kid}), claims_text(), "RS256")
-    refused(robot(idp_server), token, caplog, "alg")
+    refused(robot(idp_server), token, caplog, "alg_not_allowed", "alg")
     lines = [r.getMessage() for r in caplog.records if r.name.startswith(LOGGER)]
     wanted = [
         line
@@ -288,7 +290,7 @@ def test_r35_log_fingerprint_is_of_the_token(idp_server, caplog):
     """Contract/R35: the log carries the first 8 hex digits of the *token's* SHA-256, so an
     operator can find a complaint's token in the log."""
     token = mint(None, ATTACKER_RSA, NOW)
-    refused(robot(idp_server), token, caplog, "key")
+    refused(robot(idp_server), token, caplog, "unknown_key", "key")
     expected = hashlib.sha256(token.encode()).hexdigest()[:8]
     lines = [r.getMessage() for r in caplog.records if r.name.startswith(LOGGER)]
     assert any(f"fp={expected}" in line for line in lines), (expected, lines)
@@ -299,14 +301,14 @@ def test_r2_rs256_token_with_kid_of_ec_key_refused(idp_server, caplog):
     """R2: the token's alg must equal its key's: RS256 header, kid of the ES256 key."""
     idp_server.keys = [idp_server.key, EC_KEY]
     token = mint(None, idp_server.key, NOW, headers={"kid": EC_KEY.kid})
-    refused(robot(idp_server), token, caplog, "does not match")
+    refused(robot(idp_server), token, caplog, "alg_key_mismatch", "does not match")
     assert any("alg_key_mismatch" in r.getMessage() for r in caplog.records)
 
 
 def test_r2_es256_token_with_kid_of_rsa_key_refused(idp_server, caplog):
     idp_server.keys = [idp_server.key, EC_KEY]
     token = mint(None, EC_KEY, NOW, headers={"kid": idp_server.key.kid})
-    refused(robot(idp_server), token, caplog, "does not match")
+    refused(robot(idp_server), token, caplog, "alg_key_mismatch", "does not match")
     assert any("alg_key_mismatch" in r.getMessage() for r in caplog.records)
 
 
@@ -318,7 +320,7 @@ def test_r2_ec_key_without_alg_is_bound_to_its_curve(idp_server, caplog):
     middleware = robot(idp_server)
     accepted(send(middleware, mint(None, EC_KEY, NOW)))
     token = mint(None, idp_server.key, NOW, headers={"kid": EC_KEY.kid})
-    refused(middleware, token, caplog, "does not match")
+    refused(middleware, token, caplog, "alg_key_mismatch", "does not match")
 
 
 @pytest.mark.parametrize("token_alg", ["PS256", "RS512", "PS512"])
@@ -326,7 +328,7 @@ def test_r2_rs256_bound_key_not_used_for_other_rsa_algorithms(idp_server, caplog
     """R2: a JWKS key with `alg: RS256` never verifies PS256/RS512 tokens, even genuinely
     signed by its private key."""
     token = mint(None, idp_server.key, NOW, alg=token_alg)
-    refused(robot(idp_server), token, caplog, "does not match")
+    refused(robot(idp_server), token, caplog, "alg_key_mismatch", "does not match")
 
 
 def test_r2_ps256_bound_key_not_used_for_rs256(idp_server, caplog):
@@ -334,7 +336,9 @@ def test_r2_ps256_bound_key_not_used_for_rs256(idp_server, caplog):
     idp_server.keys = [key]
     middleware = robot(idp_server)
     accepted(send(middleware, mint(None, key, NOW)))
-    refused(middleware, mint(None, key, NOW, alg="RS256"), caplog, "does not match")
+    refused(
+        middleware, mint(None, key, NOW, alg="RS256"), caplog, "alg_key_mismatch", "does not match"
+    )
 
 
 def oct_jwk(secret: bytes, kid: str = "hmac-key") -> dict[str, Any]:
@@ -347,14 +351,14 @@ def test_r2_oct_key_in_jwks_never_used(idp_server, caplog):
     idp_server.keys = [idp_server.key, oct_jwk(secret)]
     middleware = robot(idp_server)
     hs = hmac_sign(idp.access_claims(None, NOW), secret, {"kid": "hmac-key"})
-    refused(middleware, hs, caplog)
+    refused(middleware, hs, caplog, "alg_not_allowed")
     # The same HMAC under an allowed alg name: the oct key is not in the key set at all.
     lying = compact_jws(
         {"alg": "RS256", "typ": "JWT", "kid": "hmac-key"},
         idp.decode_parts(hs)[1],
         signature_of(hs),
     )
-    refused(middleware, lying, caplog, "key")
+    refused(middleware, lying, caplog, "unknown_key", "key")
     accepted(send(middleware, mint(None, idp_server.key, NOW)))
 
 
@@ -384,7 +388,7 @@ def test_r2_keys_not_for_verification_never_used(idp_server, caplog, how):
     """R2: keys with `use` other than sig or `key_ops` lacking verify are never used."""
     idp_server.keys = [idp_server.key, unusable_jwk(SECOND_RSA, how)]
     middleware = robot(idp_server)
-    refused(middleware, mint(None, SECOND_RSA, NOW), caplog, "key")
+    refused(middleware, mint(None, SECOND_RSA, NOW), caplog, "unknown_key", "key")
     accepted(send(middleware, mint(None, idp_server.key, NOW)))
 
 
@@ -442,14 +446,16 @@ def attacker_certificate(key: idp.TestKey) -> str:
 
 @pytest.mark.parametrize("member", ["jwk", "jku", "x5u", "x5c"])
 @pytest.mark.parametrize(
-    ("kid", "fragment"),
+    ("kid", "reason", "fragment"),
     [
-        pytest.param(ATTACKER_RSA.kid, "key", id="attacker-kid"),
-        pytest.param("legit", "signature", id="legit-kid"),
-        pytest.param(None, "signature", id="no-kid"),
+        pytest.param(ATTACKER_RSA.kid, "unknown_key", "key", id="attacker-kid"),
+        pytest.param("legit", "bad_signature", "signature", id="legit-kid"),
+        pytest.param(None, "bad_signature", "signature", id="no-kid"),
     ],
 )
-def test_r3_key_material_in_the_header_never_used(idp_server, caplog, member, kid, fragment):
+def test_r3_key_material_in_the_header_never_used(
+    idp_server, caplog, member, kid, reason, fragment
+):
     """R3/R33: `jwk`, `jku`, `x5u`, `x5c` never supply the key nor cause a request: the token
     signed by the attacker's key is refused (unknown kid, or bad signature for the IdP's own
     key), and nothing but the configured jwks_uri is ever requested."""
@@ -463,7 +469,7 @@ def test_r3_key_material_in_the_header_never_used(idp_server, caplog, member, ki
     # kid None: TestKey.sign drops the member (a token without kid)
     header["kid"] = idp_server.key.kid if kid == "legit" else kid
     token = ATTACKER_RSA.sign(idp.access_claims(None, NOW), headers=header)
-    refused(robot(idp_server), token, caplog, fragment)
+    refused(robot(idp_server), token, caplog, reason, fragment)
     assert idp_server.hits("/evil") == 0
     assert only_jwks_requested(idp_server)
 
@@ -475,7 +481,7 @@ def test_r3_jku_pointing_at_the_real_jwks_changes_nothing(idp_server, caplog):
         token = mint(
             None, ATTACKER_RSA, NOW, headers={"jku": evil.jwks_uri, "kid": ATTACKER_RSA.kid}
         )
-        refused(robot(idp_server), token, caplog, "key")
+        refused(robot(idp_server), token, caplog, "unknown_key", "key")
         assert evil.total_requests == 0
 
 
@@ -497,7 +503,7 @@ def test_r3_jku_pointing_at_the_real_jwks_changes_nothing(idp_server, caplog):
 def test_r4_unusable_kid_refused_before_any_lookup(idp_server, caplog, kid):
     """R4: a non-string, empty or over-long kid -> 401 before the JWKS is even fetched."""
     token = idp_server.key.sign(idp.access_claims(None, NOW), headers={"kid": kid})
-    refused(robot(idp_server), token, caplog, "kid")
+    refused(robot(idp_server), token, caplog, "bad_kid", "kid")
     assert idp_server.jwks_requests == 0
 
 
@@ -506,7 +512,7 @@ def test_r4_null_kid_refused_before_any_lookup(idp_server, caplog):
     key = idp_server.key
     header = json.dumps({"alg": "RS256", "kid": None, "typ": "JWT"})
     token = raw_sign(key, header, claims_text())
-    refused(robot(idp_server), token, caplog, "kid")
+    refused(robot(idp_server), token, caplog, "bad_kid", "kid")
     assert idp_server.jwks_requests == 0
 
 
@@ -517,7 +523,7 @@ def test_r4_kid_of_256_characters_is_a_normal_kid(idp_server, caplog):
     middleware = robot(idp_server)
     accepted(send(middleware, mint(None, key, NOW)))
     other = mint(None, key, NOW, headers={"kid": "k" * 255 + "K"})
-    refused(middleware, other, caplog, "key")
+    refused(middleware, other, caplog, "unknown_key", "key")
 
 
 @pytest.mark.parametrize(
@@ -538,7 +544,7 @@ def test_r4_kid_compared_exactly(idp_server, caplog, variant):
         "glob": "*",
     }
     token = mint(None, idp_server.key, NOW, headers={"kid": variants[variant]})
-    refused(robot(idp_server), token, caplog, "key")
+    refused(robot(idp_server), token, caplog, "unknown_key", "key")
     assert only_jwks_requested(idp_server)
     assert all(r.raw_path == "/jwks" for r in idp_server.requests)
 
@@ -547,7 +553,7 @@ def test_r4_kid_of_one_key_signature_of_another_refused(idp_server, caplog):
     """R4: the kid selects the key; no fallback to the other keys of the set."""
     idp_server.keys = [idp_server.key, SECOND_RSA]
     token = mint(None, SECOND_RSA, NOW, headers={"kid": idp_server.key.kid})
-    refused(robot(idp_server), token, caplog, "signature")
+    refused(robot(idp_server), token, caplog, "bad_signature", "signature")
 
 
 # --------------------------------------------------------------------------- R5 signatures
@@ -559,12 +565,18 @@ def test_r5_r23_signature_of_another_token_spliced_in(idp_server, caplog):
     admin = mint({"preferred_username": "admin"}, idp_server.key, NOW)
     accepted(send(middleware, alice), "alice")
     accepted(send(middleware, admin), "admin")
-    refused(middleware, with_signature(alice, signature_of(admin)), caplog, "signature")
-    refused(middleware, with_signature(admin, signature_of(alice)), caplog, "signature")
+    refused(
+        middleware, with_signature(alice, signature_of(admin)), caplog, "bad_signature", "signature"
+    )
+    refused(
+        middleware, with_signature(admin, signature_of(alice)), caplog, "bad_signature", "signature"
+    )
     # a signature from a different key of the same IdP
     idp_server.keys = [idp_server.key, SECOND_RSA]
     other = mint({"preferred_username": "admin"}, SECOND_RSA, NOW)
-    refused(middleware, with_signature(alice, signature_of(other)), caplog, "signature")
+    refused(
+        middleware, with_signature(alice, signature_of(other)), caplog, "bad_signature", "signature"
+    )
     accepted(send(middleware, alice), "alice")
 
 
@@ -580,7 +592,9 @@ def test_r5_r23_bit_flipped_signature_refused(idp_server, caplog, alg, position)
     signature = bytearray(signature_of(genuine))
     index = {"first": 0, "middle": len(signature) // 2, "last": len(signature) - 1}[position]
     signature[index] ^= 0x01
-    refused(middleware, with_signature(genuine, bytes(signature)), caplog, "signature")
+    refused(
+        middleware, with_signature(genuine, bytes(signature)), caplog, "bad_signature", "signature"
+    )
 
 
 def test_r5_r23_tampered_payload_and_header_refused(idp_server, caplog):
@@ -591,10 +605,18 @@ def test_r5_r23_tampered_payload_and_header_refused(idp_server, caplog):
     header, payload = idp.decode_parts(genuine)
     signature = signature_of(genuine)
     payload["preferred_username"] = "admin"
-    refused(middleware, compact_jws(header, payload, signature), caplog, "signature")
+    refused(
+        middleware, compact_jws(header, payload, signature), caplog, "bad_signature", "signature"
+    )
     _, payload_b64, signature_b64 = genuine.split(".")
     new_header = b64url(json.dumps({**header, "typ": "at+jwt"}))
-    refused(middleware, f"{new_header}.{payload_b64}.{signature_b64}", caplog, "signature")
+    refused(
+        middleware,
+        f"{new_header}.{payload_b64}.{signature_b64}",
+        caplog,
+        "bad_signature",
+        "signature",
+    )
 
 
 @pytest.mark.parametrize(
@@ -611,7 +633,7 @@ def test_r5_truncated_signature_refused(idp_server, caplog, how):
     }
     # two characters less: 340 characters, which decode to 255 bytes
     token = genuine[:-2] if how == "two-chars-less" else with_signature(genuine, cut[how])
-    refused(robot(idp_server), token, caplog, "signature")
+    refused(robot(idp_server), token, caplog, "bad_signature", "signature")
 
 
 @pytest.mark.parametrize(
@@ -621,16 +643,22 @@ def test_r5_r12_empty_signature_refused(idp_server, caplog, suffix, fragment):
     """R5/R12: a JWS with an empty signature segment (`h.p.`) or a trailing extra dot."""
     genuine = mint(None, idp_server.key, NOW)
     header, payload, _ = genuine.split(".")
-    refused(robot(idp_server), f"{header}.{payload}.{suffix}", caplog, fragment)
+    refused(robot(idp_server), f"{header}.{payload}.{suffix}", caplog, "malformed", fragment)
 
 
 def test_r5_r12_unsigned_two_segment_and_four_segment_refused(idp_server, caplog):
     genuine = mint(None, idp_server.key, NOW)
     header, payload, signature = genuine.split(".")
     middleware = robot(idp_server)
-    refused(middleware, f"{header}.{payload}", caplog, "three segments")
-    refused(middleware, f"{header}.{payload}.{signature}.{signature}", caplog, "three segments")
-    refused(middleware, f"{header}{payload}{signature}", caplog, "three segments")
+    refused(middleware, f"{header}.{payload}", caplog, "malformed", "three segments")
+    refused(
+        middleware,
+        f"{header}.{payload}.{signature}.{signature}",
+        caplog,
+        "malformed",
+        "three segments",
+    )
+    refused(middleware, f"{header}{payload}{signature}", caplog, "malformed", "three segments")
 
 
 @pytest.fixture
@@ -662,7 +690,9 @@ def test_r5_ecdsa_r_or_s_out_of_range_refused(ec_setup, caplog, case):
         "r-n-plus-1": ec_raw(P256_N + 1, s),
         "s-n-plus-1": ec_raw(r, P256_N + 1),
     }
-    refused(middleware, with_signature(genuine, signatures[case]), caplog, "signature")
+    refused(
+        middleware, with_signature(genuine, signatures[case]), caplog, "bad_signature", "signature"
+    )
 
 
 def test_r5_der_encoded_ecdsa_signature_refused(ec_setup, caplog):
@@ -671,7 +701,7 @@ def test_r5_der_encoded_ecdsa_signature_refused(ec_setup, caplog):
     r, s = ec_parts(signature_of(genuine))
     der = encode_dss_signature(r, s)
     assert decode_dss_signature(der) == (r, s)
-    refused(middleware, with_signature(genuine, der), caplog, "signature")
+    refused(middleware, with_signature(genuine, der), caplog, "bad_signature", "signature")
 
 
 def test_r5_ecdsa_high_s_is_never_a_crash(ec_setup, caplog):
@@ -688,7 +718,7 @@ def test_r5_ecdsa_high_s_is_never_a_crash(ec_setup, caplog):
     if first.status == 200:
         accepted(first)
     else:
-        assert_invalid_token(first)
+        assert_invalid_token(first, "bad_signature")
         assert_no_leak(high, first, caplog)
     again = send(middleware, high)
     assert again.status == first.status
@@ -712,7 +742,7 @@ def test_r5_rsa_signature_of_wrong_length_refused(idp_server, caplog, how):
         "doubled": signature * 2,
         "leading-byte-dropped": signature[1:],
     }
-    refused(middleware, with_signature(genuine, forms[how]), caplog, "signature")
+    refused(middleware, with_signature(genuine, forms[how]), caplog, "bad_signature", "signature")
 
 
 def test_r5_ps256_wrong_length_refused(idp_server, caplog):
@@ -722,14 +752,14 @@ def test_r5_ps256_wrong_length_refused(idp_server, caplog):
     middleware = robot(idp_server)
     accepted(send(middleware, genuine))
     zero = with_signature(genuine, b"\x00" + signature_of(genuine))
-    refused(middleware, zero, caplog, "signature")
+    refused(middleware, zero, caplog, "bad_signature", "signature")
 
 
 def test_r5_eddsa_signature_from_another_key_refused(idp_server, caplog):
     key = make_key("EdDSA")
     impostor = make_key("EdDSA", kid=key.kid)
     idp_server.keys = [key]
-    refused(robot(idp_server), mint(None, impostor, NOW), caplog, "signature")
+    refused(robot(idp_server), mint(None, impostor, NOW), caplog, "bad_signature", "signature")
 
 
 # --------------------------------------------------------------------------- R12 JWS shape
@@ -747,7 +777,7 @@ def test_r12_crit_refused(idp_server, caplog, crit):
     """R12: `crit` names something we do not implement (we implement nothing) -> 401, even
     with a valid signature."""
     token = mint(None, idp_server.key, NOW, headers=crit)
-    refused(robot(idp_server), token, caplog, "crit")
+    refused(robot(idp_server), token, caplog, "malformed", "crit")
 
 
 @pytest.mark.parametrize(
@@ -759,7 +789,7 @@ def test_r12_b64_false_refused(idp_server, caplog, with_crit, fragment):
     if with_crit:
         headers["crit"] = ["b64"]
     token = mint(None, idp_server.key, NOW, headers=headers)
-    refused(robot(idp_server), token, caplog, fragment)
+    refused(robot(idp_server), token, caplog, "malformed", fragment)
 
 
 def test_r12_b64_false_with_raw_payload_refused(idp_server, caplog):
@@ -773,7 +803,7 @@ def test_r12_b64_false_with_raw_payload_refused(idp_server, caplog):
         f"{header_b64}.{payload}".encode(), algorithm.prepare_key(key.private_key)
     )
     token = f"{header_b64}.{b64url(payload)}.{b64url(signature)}"
-    refused(robot(idp_server), token, caplog)
+    refused(robot(idp_server), token, caplog, "malformed")
 
 
 @pytest.mark.parametrize("shape", ["jwe", "jwe-dir", "six"])
@@ -786,7 +816,7 @@ def test_r12_jwe_and_other_segment_counts_refused(idp_server, caplog, shape):
         "jwe-dir": ".".join([b64url(json.dumps({"alg": "dir", "enc": "A128GCM"})), "", *parts[1:]]),
         "six": ".".join([jwe_header, *parts, parts[0]]),
     }
-    answer = refused(robot(idp_server), tokens[shape], caplog)
+    answer = refused(robot(idp_server), tokens[shape], caplog, "malformed")
     if shape != "six":
         assert "JWE" in answer.json["error"]["message"]
     assert idp_server.jwks_requests == 0
@@ -798,7 +828,7 @@ def test_r12_nested_token_refused(idp_server, caplog, cty):
     inner = mint(None, SECOND_RSA, NOW)
     claims = idp.access_claims({"inner": inner}, NOW)
     token = idp_server.key.sign(claims, headers={"cty": cty})
-    refused(robot(idp_server), token, caplog, "nested")
+    refused(robot(idp_server), token, caplog, "malformed", "nested")
 
 
 @pytest.mark.parametrize(
@@ -817,7 +847,7 @@ def test_r12_duplicate_member_names_in_payload_refused(idp_server, caplog, dupli
     signature over exactly those bytes (PyJWT would let the last one win)."""
     payload = claims_text()[:-1] + duplicate + "}"
     token = idp_server.key.sign(payload)  # verbatim payload, valid signature
-    refused(robot(idp_server), token, caplog, "JSON")
+    refused(robot(idp_server), token, caplog, "malformed", "JSON")
 
 
 @pytest.mark.parametrize(
@@ -831,7 +861,7 @@ def test_r12_duplicate_member_names_in_payload_refused(idp_server, caplog, dupli
 )
 def test_r12_duplicate_member_names_in_header_refused(idp_server, caplog, header):
     token = raw_sign(idp_server.key, header % idp_server.key.kid, claims_text())
-    refused(robot(idp_server), token, caplog, "JSON")
+    refused(robot(idp_server), token, caplog, "malformed", "JSON")
 
 
 @pytest.mark.parametrize(
@@ -850,14 +880,20 @@ def test_r12_duplicate_member_names_in_header_refused(idp_server, caplog, header
 def test_r12_payload_must_be_a_json_object(idp_server, caplog, payload, fragment):
     """R12: payload is a JSON object in UTF-8 without NaN/Infinity, even validly signed."""
     token = idp_server.key.sign(payload)
-    refused(robot(idp_server), token, caplog, fragment)
+    refused(robot(idp_server), token, caplog, "malformed", fragment)
 
 
 def test_r12_header_must_be_a_json_object(idp_server, caplog):
     key = idp_server.key
     middleware = robot(idp_server)
-    refused(middleware, raw_sign(key, '["RS256"]', claims_text()), caplog, "object")
-    refused(middleware, raw_sign(key, b'{"alg":"RS256\xff"}', claims_text()), caplog, "UTF-8")
+    refused(middleware, raw_sign(key, '["RS256"]', claims_text()), caplog, "malformed", "object")
+    refused(
+        middleware,
+        raw_sign(key, b'{"alg":"RS256\xff"}', claims_text()),
+        caplog,
+        "malformed",
+        "UTF-8",
+    )
 
 
 def _padded(segment: str) -> str:
@@ -913,7 +949,7 @@ def test_r12_non_canonical_segments_refused(idp_server, caplog, mangle):
     }
     token = tokens[mangle]
     assert token != genuine
-    refused(middleware, token, caplog, raw=True)
+    refused(middleware, token, caplog, "malformed", raw=True)
 
 
 # --------------------------------------------------------------------------- R14 user name
@@ -936,7 +972,7 @@ def test_r12_non_canonical_segments_refused(idp_server, caplog, mangle):
 def test_r14_control_characters_in_user_name_refused(idp_server, caplog, name):
     """R14 SHOULD: a user name with control characters is refused even in a valid token."""
     token = mint({"preferred_username": name}, idp_server.key, NOW)
-    refused(robot(idp_server), token, caplog, "control")
+    refused(robot(idp_server), token, caplog, "bad_user_name", "control")
 
 
 # --------------------------------------------------------------------------- R35 logs and bodies
@@ -945,15 +981,16 @@ def test_r35_refusals_leak_nothing_even_at_debug(idp_server, caplog):
     or body contains the token, a segment, or the claim set; a fingerprint is logged."""
     middleware = robot(idp_server, validate_audience=True, audience="someone-else")
     tokens = [
-        mint(None, ATTACKER_RSA, NOW),
-        mint(None, make_key("RS256", kid=idp_server.key.kid), NOW),
-        mint({"exp": NOW - 3600}, idp_server.key, NOW),
-        mint({"iss": "https://evil.example.test"}, idp_server.key, NOW),
-        mint(None, idp_server.key, NOW),  # wrong audience
-        mint({"preferred_username": "bad\u0000name"}, idp_server.key, NOW),
+        (mint(None, ATTACKER_RSA, NOW), "unknown_key"),
+        (mint(None, make_key("RS256", kid=idp_server.key.kid), NOW), "bad_signature"),
+        (mint({"exp": NOW - 3600}, idp_server.key, NOW), "expired"),
+        (mint({"iss": "https://evil.example.test"}, idp_server.key, NOW), "wrong_issuer"),
+        (mint(None, idp_server.key, NOW), "wrong_audience"),
+        # refused for its audience before its name is read
+        (mint({"preferred_username": "bad\u0000name"}, idp_server.key, NOW), "wrong_audience"),
     ]
-    for token in tokens:
-        answer = refused(middleware, token, caplog)
+    for token, reason in tokens:
+        answer = refused(middleware, token, caplog, reason)
         assert answer.json["error"]["message"]
         # and once more, answered from the negative cache
-        refused(middleware, token, caplog)
+        refused(middleware, token, caplog, reason)

@@ -107,6 +107,8 @@ OUTAGE_MODES = [
     "huge",
     "huge_unsized",
     "redirect",
+    "as_201",
+    "as_302",
     "down",
     "slow",
     "trickle",
@@ -238,7 +240,7 @@ def test_r28_garbage_after_rotation_does_not_replace_keys(idp_server):
     clock.advance(COOLDOWN)
     assert_accepted(send(middleware, fresh(new_key, clock)))
     assert idp_server.jwks_requests == 3
-    assert_invalid_token(send(middleware, fresh(old_key, clock)), "no key")
+    assert_invalid_token(send(middleware, fresh(old_key, clock)), "unknown_key", "no key")
 
 
 # --------------------------------------------------------------------------- R29: rotation
@@ -254,9 +256,9 @@ def test_r29_rotated_kid_refused_within_cooldown_accepted_after(idp_server):
     idp_server.keys.append(new_key)
     token = fresh(new_key, clock)
     clock.advance(1)
-    assert_invalid_token(send(middleware, token), "no key")
+    assert_invalid_token(send(middleware, token), "unknown_key", "no key")
     clock.advance(COOLDOWN - 2)
-    assert_invalid_token(send(middleware, fresh(new_key, clock)), "no key")
+    assert_invalid_token(send(middleware, fresh(new_key, clock)), "unknown_key", "no key")
     assert idp_server.jwks_requests == 1
 
     clock.advance(COOLDOWN)
@@ -295,7 +297,7 @@ def test_r29_same_token_refused_for_new_kid_accepted_after_one_cooldown(idp_serv
     idp_server.keys.append(new_key)
     token = fresh(new_key, clock)
     clock.advance(1)
-    assert_invalid_token(send(middleware, token), "no key")
+    assert_invalid_token(send(middleware, token), "unknown_key", "no key")
     assert idp_server.jwks_requests == 1
 
     clock.advance(cooldown)
@@ -318,7 +320,7 @@ def test_r29_unknown_kid_flood_bounded_by_cooldown(idp_server, span, cooldown):
     start = clock.now
     for i in range(requests):
         answer = send(middleware, unsigned_token(secrets.token_urlsafe(12), clock))
-        assert_invalid_token(answer, "no key")
+        assert_invalid_token(answer, "unknown_key", "no key")
         if i % 20 == 0:
             assert assert_accepted(send(middleware, good)) is principal
         clock.advance(step)
@@ -495,14 +497,14 @@ def test_r25_caches_bounded_and_good_token_stays_a_hit(idp_server):
         kind = i % 3
         if kind == 0:
             token = unsigned_token(idp_server.key.kid, clock)  # known kid, bad signature
-            fragment = "signature"
+            reason, fragment = "bad_signature", "signature"
         elif kind == 1:
             token = unsigned_token(secrets.token_urlsafe(12), clock)  # unknown kid
-            fragment = "no key"
+            reason, fragment = "unknown_key", "no key"
         else:
             token = ".".join(b64url(os.urandom(12)) for _ in range(3))  # not JSON
-            fragment = None
-        assert_invalid_token(send(middleware, token), fragment)
+            reason, fragment = "malformed", None
+        assert_invalid_token(send(middleware, token), reason, fragment)
         if i % 10 == 0:
             assert_accepted(send(middleware, fresh(es_key, clock)))
             assert assert_accepted(send(middleware, good)) is principal
@@ -525,7 +527,8 @@ def test_r25_refusals_never_evict_a_cached_principal(idp_server):
     principal = assert_accepted(send(middleware, good))
     for i in range(1000):
         kid = idp_server.key.kid if i % 2 else secrets.token_urlsafe(8)
-        assert_invalid_token(send(middleware, unsigned_token(kid, clock)))
+        reason = "bad_signature" if i % 2 else "unknown_key"
+        assert_invalid_token(send(middleware, unsigned_token(kid, clock)), reason)
     assert len(middleware.authenticator._refused) <= 10
     assert assert_accepted(send(middleware, good)) is principal
 
@@ -563,13 +566,13 @@ def test_r25_negative_entry_expires_after_negative_cache_ttl(idp_server):
     )
     token = fresh(idp_server.key, clock)
     idp_server.userinfo_mode = "401"
-    assert_invalid_token(send(middleware, token))
+    assert_invalid_token(send(middleware, token), "userinfo_rejected")
     assert idp_server.userinfo_requests == 1
 
     idp_server.userinfo_mode = "ok"
-    assert_invalid_token(send(middleware, token))
+    assert_invalid_token(send(middleware, token), "userinfo_rejected")
     clock.advance(negative_ttl - 1)
-    assert_invalid_token(send(middleware, token))
+    assert_invalid_token(send(middleware, token), "userinfo_rejected")
     assert idp_server.userinfo_requests == 1
 
     clock.advance(1)
@@ -590,10 +593,10 @@ def test_r24_cached_principal_never_outlives_exp_plus_leeway(idp_server, leeway)
     clock.now = exp + leeway - 1
     assert assert_accepted(send(middleware, token)) is principal
     clock.now = exp + leeway
-    assert_invalid_token(send(middleware, token), "expired")
+    assert_invalid_token(send(middleware, token), "expired", "expired")
     assert idp_server.jwks_requests == 1
     clock.now = exp + leeway + 3600
-    assert_invalid_token(send(middleware, token), "expired")
+    assert_invalid_token(send(middleware, token), "expired", "expired")
 
 
 # --------------------------------------------------------------------------- R33 / R3
@@ -616,7 +619,7 @@ def test_r33_token_header_urls_and_keys_never_fetched(idp_server):
     clock.advance(COOLDOWN)
     # Signed by the attacker, with the attacker's own kid: unknown key.
     token = mint({"exp": LONG_EXP, **issuer_bait}, attacker, now=int(clock.now), headers=bait)
-    assert_invalid_token(send(middleware, token), "no key")
+    assert_invalid_token(send(middleware, token), "unknown_key", "no key")
     # Signed by the attacker, claiming the real kid: bad signature.
     token = mint(
         {"exp": LONG_EXP},
@@ -624,7 +627,7 @@ def test_r33_token_header_urls_and_keys_never_fetched(idp_server):
         now=int(clock.now),
         headers={**bait, "kid": idp_server.key.kid},
     )
-    assert_invalid_token(send(middleware, token), "signature")
+    assert_invalid_token(send(middleware, token), "bad_signature", "signature")
     # A kid that is a URL.
     clock.advance(COOLDOWN)
     token = mint(
@@ -633,7 +636,7 @@ def test_r33_token_header_urls_and_keys_never_fetched(idp_server):
         now=int(clock.now),
         headers={"kid": idp_server.url("/attacker/kid")},
     )
-    assert_invalid_token(send(middleware, token), "no key")
+    assert_invalid_token(send(middleware, token), "unknown_key", "no key")
     # The real key, with the bait in the header and the issuer: whether accepted (the members
     # are ignored) or refused, nothing is fetched.
     clock.advance(COOLDOWN)
@@ -641,8 +644,23 @@ def test_r33_token_header_urls_and_keys_never_fetched(idp_server):
     answer = send(middleware, token)
     assert answer.status in (200, 401), answer.body
     if answer.status == 401:
-        assert_invalid_token(answer)
+        assert_invalid_token(answer, "wrong_issuer")
 
     paths = [r.path for r in idp_server.requests]
     assert set(paths) == {"/jwks"}, paths
     assert idp_server.hits("/.well-known/openid-configuration") == 0
+
+
+# --------------------------------------------------------------------------- R4: key-set kids
+@pytest.mark.parametrize("bad_kid", [["a"], 7, {"k": "v"}, 1.5])
+def test_r4_a_key_with_a_non_string_kid_is_skipped_not_fatal(idp_server, bad_kid):
+    """R4: a ``kid`` is an opaque string. A fetched key whose ``kid`` is a list, number, object
+    or float is skipped; the other keys of the set keep verifying (a key set is not
+    thrown away, and no token becomes an ``internal_error``, because of one odd entry)."""
+    clock = FrozenClock()
+    odd = make_key("RS256", kid="odd").public_jwk()
+    odd["kid"] = bad_kid
+    idp_server.keys = [odd, idp_server.key]
+    middleware = robot(idp_server, clock)
+    answer = send(middleware, fresh(idp_server.key, clock))
+    assert_accepted(answer)

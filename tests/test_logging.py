@@ -225,7 +225,7 @@ def test_refusal_logs_reason_and_fingerprint_only(caplog, options, value, tok, r
     """R35: a reason code and fp=<8 hex digits>; no token, segment, JSON value or claim."""
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     answer = _send(options, value, caplog)
-    assert_invalid_token(answer)
+    assert_invalid_token(answer, reason)
     _assert_nothing_leaked(caplog, answer, value, tok)
     lines = refusal_lines(caplog, reason)
     assert lines, [r.getMessage() for r in caplog.records]
@@ -237,7 +237,7 @@ def test_refusal_fingerprint_is_sha256_of_the_token(caplog, options, value, tok,
     """R35: fp = first 8 hex digits of SHA-256 of the token (the JSON value for json)."""
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     answer = _send(options, value, caplog)
-    assert_invalid_token(answer)
+    assert_invalid_token(answer, reason)
     lines = refusal_lines(caplog, reason)
     assert any(f"fp={fp(tok)}" in line for line in lines), lines
 
@@ -246,7 +246,7 @@ def test_refusal_fingerprint_is_sha256_of_the_token(caplog, options, value, tok,
 def test_refusal_of_malformed_values_logs_reason_and_a_fingerprint(caplog, options, value, reason):
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     answer = _send(options, value, caplog)
-    assert_invalid_token(answer)
+    assert_invalid_token(answer, reason)
     _assert_nothing_leaked(caplog, answer, value, None)
     lines = refusal_lines(caplog, reason)
     assert lines, [r.getMessage() for r in caplog.records]
@@ -254,21 +254,20 @@ def test_refusal_of_malformed_values_logs_reason_and_a_fingerprint(caplog, optio
 
 
 @pytest.mark.parametrize(
-    ("options", "value"),
+    ("options", "value", "reason"),
     [
-        pytest.param(JWT, JWT_CASES["alg-none"][0], id="jwt"),
-        pytest.param(JSON, JSON_CASES["denied"][0], id="json"),
+        pytest.param(JWT, *JWT_CASES["alg-none"], id="jwt"),
+        pytest.param(JSON, *JSON_CASES["denied"], id="json"),
     ],
 )
-def test_repeated_refusal_logs_again_without_leaking(caplog, options, value):
+def test_repeated_refusal_logs_again_without_leaking(caplog, options, value, reason):
     """The second refusal (negative cache hit) still logs reason + fp, still no token."""
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     middleware = JwtHeadersMiddleware(RecordingApp(), **options, **DENY)
     for _ in range(2):
         caplog.clear()
         answer = _send(options, value, caplog, middleware)
-        assert answer.status == 401
-        assert not answer.app.called
+        assert_invalid_token(answer, reason)
         _assert_nothing_leaked(caplog, answer, value, value)
         assert any(f"fp={fp(value)}" in line for line in refusal_lines(caplog, "fp="))
 
@@ -318,3 +317,47 @@ def test_unauthenticated_body_has_no_request_data(caplog):
     assert answer.json["error"]["code"] == "UNAUTHENTICATED"
     assert CLAIM not in response_text(answer)
     assert CLAIM not in all_log_text(caplog)
+
+
+class _Crash(Exception):
+    """What a bug deep in the pipeline might raise; its text holds request data."""
+
+
+def test_catch_all_refuses_with_internal_error_and_logs_only_the_type(caplog):
+    """R37 (fail closed): an exception the pipeline did not expect never reaches the server as
+    a 500 and never lets the request through. The client gets the contract's 401
+    ``invalid_token`` with a message that says nothing about the cause; the log gets one ERROR
+    line with the reason ``internal_error`` and the exception's type, never its text or a
+    traceback (which could hold the token)."""
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    middleware = JwtHeadersMiddleware(RecordingApp(), **JWT)
+
+    def crash(environ):
+        raise _Crash(f"while reading {GOOD}")
+
+    middleware.authenticator.authenticate = crash  # type: ignore[method-assign]
+    answer = call(middleware, environ={"HTTP_AUTHORIZATION": f"Bearer {GOOD}"})
+    assert_invalid_token(answer, "internal_error", "credentials could not be processed")
+    assert answer.json == {
+        "error": {"code": "INVALID_TOKEN", "message": "credentials could not be processed"}
+    }
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    (record,) = errors
+    assert record.reason == "internal_error"
+    assert record.getMessage() == "internal_error exc=_Crash: request refused"
+    assert record.exc_info is None
+    _assert_nothing_leaked(caplog, answer, f"Bearer {GOOD}", GOOD)
+
+
+def test_catch_all_does_not_swallow_the_apps_own_exceptions():
+    """R37: only the middleware's own failures are caught; the wrapped app's exception
+    passes through untouched (the server turns it into its own 500)."""
+
+    def failing_app(environ, start_response):
+        raise _Crash("the app's bug")
+
+    middleware = JwtHeadersMiddleware(failing_app, **JWT)
+    environ = {"REQUEST_METHOD": "GET", "REMOTE_ADDR": "127.0.0.1"}
+    with pytest.raises(_Crash, match="the app's bug"):
+        middleware(environ, lambda status, headers, exc_info=None: None)

@@ -185,7 +185,7 @@ def test_refused_request_with_preexisting_remote_user():
     answer = call(
         environ={"REMOTE_USER": "mallory", "HTTP_OIDC_ID_TOKEN_PAYLOAD": "{not json"}, **JSON
     )
-    assert_invalid_token(answer)
+    assert_invalid_token(answer, "malformed")
 
 
 @pytest.mark.parametrize("name", ["Remote-User", "Remote_User", "REMOTE-USER", "remote-user"])
@@ -203,57 +203,69 @@ def test_remote_user_http_header_does_not_override_our_user():
 
 # --------------------------------------------------------------------------- unusable JSON
 UNUSABLE_JSON = [
-    pytest.param('{"preferred_username": "alice"', id="truncated"),
-    pytest.param("{'preferred_username': 'alice'}", id="single-quotes"),
-    pytest.param("preferred_username=alice", id="not-json"),
-    pytest.param('{"preferred_username": "alice"} x', id="trailing-garbage"),
-    pytest.param('{"preferred_username":"alice"},{"preferred_username":"bob"}', id="repeated"),
-    pytest.param('["alice"]', id="array"),
-    pytest.param('"alice"', id="string"),
-    pytest.param("42", id="number"),
-    pytest.param("null", id="null"),
-    pytest.param("true", id="true"),
-    pytest.param('{"other": "alice"}', id="path-matches-nothing"),
-    pytest.param("{}", id="empty-object"),
-    pytest.param('{"preferred_username": 42}', id="name-number"),
-    pytest.param('{"preferred_username": 4.2}', id="name-float"),
-    pytest.param('{"preferred_username": true}', id="name-bool"),
-    pytest.param('{"preferred_username": null}', id="name-null"),
-    pytest.param('{"preferred_username": ["alice"]}', id="name-list"),
-    pytest.param('{"preferred_username": []}', id="name-empty-list"),
-    pytest.param('{"preferred_username": {"a": "alice"}}', id="name-object"),
-    pytest.param('{"preferred_username": ""}', id="name-empty-string"),
+    pytest.param('{"preferred_username": "alice"', "malformed", id="truncated"),
+    pytest.param("{'preferred_username': 'alice'}", "malformed", id="single-quotes"),
+    pytest.param("preferred_username=alice", "malformed", id="not-json"),
+    pytest.param('{"preferred_username": "alice"} x', "malformed", id="trailing-garbage"),
     pytest.param(
-        '{"preferred_username":"alice","preferred_username":"root"}', id="duplicate-members"
+        '{"preferred_username":"alice"},{"preferred_username":"bob"}', "malformed", id="repeated"
     ),
-    pytest.param('{"preferred_username":"alice","x":{"a":1,"a":2}}', id="nested-duplicate-members"),
-    pytest.param('{"preferred_username":"alice","x":NaN}', id="NaN"),
-    pytest.param('{"preferred_username":"alice","x":Infinity}', id="Infinity"),
-    pytest.param('{"preferred_username":"alice","x":-Infinity}', id="-Infinity"),
-    pytest.param('{"preferred_username":"al\\u0000ice"}', id="name-NUL"),
-    pytest.param('{"preferred_username":"al\\u001fice"}', id="name-U+001F"),
-    pytest.param('{"preferred_username":"al\\nice"}', id="name-LF"),
-    pytest.param('{"preferred_username":"alice\\r"}', id="name-CR"),
-    pytest.param('{"preferred_username":"al\\tice"}', id="name-TAB"),
-    pytest.param('{"preferred_username":"al\\u007fice"}', id="name-DEL"),
-    pytest.param('{"preferred_username":" alice"}', id="name-leading-space"),
-    pytest.param('{"preferred_username":"alice "}', id="name-trailing-space"),
-    pytest.param('{"preferred_username":"\\u00a0alice"}', id="name-leading-nbsp"),
-    pytest.param('{"preferred_username":"alice\\u3000"}', id="name-trailing-ideographic-space"),
-    pytest.param(json_doc("a" * 257), id="name-257-chars"),
+    pytest.param('["alice"]', "malformed", id="array"),
+    pytest.param('"alice"', "malformed", id="string"),
+    pytest.param("42", "malformed", id="number"),
+    pytest.param("null", "malformed", id="null"),
+    pytest.param("true", "malformed", id="true"),
+    pytest.param('{"other": "alice"}', "no_user_name", id="path-matches-nothing"),
+    pytest.param("{}", "no_user_name", id="empty-object"),
+    pytest.param('{"preferred_username": 42}', "no_user_name", id="name-number"),
+    pytest.param('{"preferred_username": 4.2}', "no_user_name", id="name-float"),
+    pytest.param('{"preferred_username": true}', "no_user_name", id="name-bool"),
+    pytest.param('{"preferred_username": null}', "no_user_name", id="name-null"),
+    pytest.param('{"preferred_username": ["alice"]}', "no_user_name", id="name-list"),
+    pytest.param('{"preferred_username": []}', "no_user_name", id="name-empty-list"),
+    pytest.param('{"preferred_username": {"a": "alice"}}', "no_user_name", id="name-object"),
+    pytest.param('{"preferred_username": ""}', "no_user_name", id="name-empty-string"),
+    pytest.param(
+        '{"preferred_username":"alice","preferred_username":"root"}',
+        "malformed",
+        id="duplicate-members",
+    ),
+    pytest.param(
+        '{"preferred_username":"alice","x":{"a":1,"a":2}}',
+        "malformed",
+        id="nested-duplicate-members",
+    ),
+    pytest.param('{"preferred_username":"alice","x":NaN}', "malformed", id="NaN"),
+    pytest.param('{"preferred_username":"alice","x":Infinity}', "malformed", id="Infinity"),
+    pytest.param('{"preferred_username":"alice","x":-Infinity}', "malformed", id="-Infinity"),
+    pytest.param('{"preferred_username":"al\\u0000ice"}', "bad_user_name", id="name-NUL"),
+    pytest.param('{"preferred_username":"al\\u001fice"}', "bad_user_name", id="name-U+001F"),
+    pytest.param('{"preferred_username":"al\\nice"}', "bad_user_name", id="name-LF"),
+    pytest.param('{"preferred_username":"alice\\r"}', "bad_user_name", id="name-CR"),
+    pytest.param('{"preferred_username":"al\\tice"}', "bad_user_name", id="name-TAB"),
+    pytest.param('{"preferred_username":"al\\u007fice"}', "bad_user_name", id="name-DEL"),
+    pytest.param('{"preferred_username":" alice"}', "bad_user_name", id="name-leading-space"),
+    pytest.param('{"preferred_username":"alice "}', "bad_user_name", id="name-trailing-space"),
+    pytest.param('{"preferred_username":"\\u00a0alice"}', "bad_user_name", id="name-leading-nbsp"),
+    pytest.param(
+        '{"preferred_username":"alice\\u3000"}',
+        "bad_user_name",
+        id="name-trailing-ideographic-space",
+    ),
+    pytest.param(json_doc("a" * 257), "bad_user_name", id="name-257-chars"),
 ]
 
 
-@pytest.mark.parametrize("value", UNUSABLE_JSON)
-def test_unusable_json_header_is_refused(value):
-    """R12/R14: 401 invalid_token, app not called."""
-    assert_invalid_token(send(JSON, value))
+@pytest.mark.parametrize(("value", "reason"), UNUSABLE_JSON)
+def test_unusable_json_header_is_refused(value, reason):
+    """R12/R14: 401 invalid_token for the right reason, app not called."""
+    assert_invalid_token(send(JSON, value), reason)
 
 
-@pytest.mark.parametrize("value", UNUSABLE_JSON)
-def test_unusable_json_header_refused_from_plain_environ_key(value):
+@pytest.mark.parametrize(("value", "reason"), UNUSABLE_JSON)
+def test_unusable_json_header_refused_from_plain_environ_key(value, reason):
     answer = call(peer=STRANGER, environ={"OIDC_id_token_payload": value}, **JSON)
-    assert_invalid_token(answer)
+    assert_invalid_token(answer, reason)
 
 
 def test_json_path_with_several_values_is_refused():
@@ -261,7 +273,7 @@ def test_json_path_with_several_values_is_refused():
     answer = send(
         {**JSON, "user_name_json_path": "$.names[*]"}, json.dumps({"names": ["alice", "bob"]})
     )
-    assert_invalid_token(answer)
+    assert_invalid_token(answer, "no_user_name")
 
 
 def test_json_recursive_path_with_several_values_is_refused():
@@ -269,7 +281,7 @@ def test_json_recursive_path_with_several_values_is_refused():
         {**JSON, "user_name_json_path": "$..user"},
         json.dumps({"a": {"user": "alice"}, "b": {"user": "bob"}}),
     )
-    assert_invalid_token(answer)
+    assert_invalid_token(answer, "no_user_name")
 
 
 def test_json_path_with_single_match_is_accepted():
@@ -285,12 +297,12 @@ def test_name_of_256_chars_is_accepted():
 
 
 def test_string_name_over_256_chars_is_refused():
-    assert_invalid_token(send(STRING, "b" * 257))
+    assert_invalid_token(send(STRING, "b" * 257), "bad_user_name")
 
 
 @pytest.mark.parametrize("value", ["al\x00ice", "al\x01ice", "alice\x7f", "al\x1bice"])
 def test_string_name_with_control_characters_is_refused(value):
-    assert_invalid_token(send(STRING, value))
+    assert_invalid_token(send(STRING, value), "bad_user_name")
 
 
 def test_string_value_is_trimmed():
@@ -316,7 +328,7 @@ def _json_of_length(length: int) -> str:
 
 def test_oversized_json_header_is_refused():
     """R13: a value over max_header_bytes (default 16384) is refused."""
-    assert_invalid_token(send(JSON, _json_of_length(16385)))
+    assert_invalid_token(send(JSON, _json_of_length(16385)), "oversized")
 
 
 def test_json_header_at_the_default_cap_is_accepted():
@@ -326,31 +338,31 @@ def test_json_header_at_the_default_cap_is_accepted():
 def test_max_header_bytes_lowers_the_cap():
     value = _json_of_length(200)
     assert_user(send(JSON, value, max_header_bytes=200), "alice")
-    assert_invalid_token(send(JSON, value, max_header_bytes=199))
+    assert_invalid_token(send(JSON, value, max_header_bytes=199), "oversized")
 
 
 def test_max_header_bytes_raises_the_cap():
     value = _json_of_length(40000)
-    assert_invalid_token(send(JSON, value))
+    assert_invalid_token(send(JSON, value), "oversized")
     assert_user(send(JSON, value, max_header_bytes=40000), "alice")
 
 
 def test_oversized_string_header_is_refused():
-    assert_invalid_token(send(STRING, "a" * 16385))
-    assert_invalid_token(send(STRING, "alice-smith", max_header_bytes=10))
+    assert_invalid_token(send(STRING, "a" * 16385), "oversized")
+    assert_invalid_token(send(STRING, "alice-smith", max_header_bytes=10), "oversized")
     assert_user(send(STRING, "alice-smith", max_header_bytes=11), "alice-smith")
 
 
 def test_oversized_jwt_is_refused():
     token = make_token({"preferred_username": "alice", "pad": "x" * 20000})
-    assert_invalid_token(send(JWT, f"Bearer {token}"))
+    assert_invalid_token(send(JWT, f"Bearer {token}"), "oversized")
     assert_user(send(JWT, f"Bearer {token}", max_header_bytes=len(token) + 100), "alice")
 
 
 def test_oversized_roles_header_is_refused():
     options = {**STRING, "roles_source": "header", "roles_header": "X-Roles"}
     answer = call(headers={"X-User": "alice", "X-Roles": "r," * 9000}, **options)
-    assert_invalid_token(answer)
+    assert_invalid_token(answer, "oversized")
 
 
 def _deep_object(depth: int) -> str:
@@ -362,7 +374,7 @@ def test_deep_json_within_size_cap_is_refused(depth):
     """R13: nesting is bounded; 401, never RecursionError or 500."""
     value = _deep_object(depth)
     assert len(value) <= 16384
-    assert_invalid_token(send(JSON, value))
+    assert_invalid_token(send(JSON, value), "malformed")
 
 
 @pytest.mark.parametrize(
@@ -376,13 +388,13 @@ def test_deep_json_within_size_cap_is_refused(depth):
     ],
 )
 def test_deep_json_beyond_recursion_limit_is_refused(value):
-    assert_invalid_token(send(JSON, value, max_header_bytes=10_000_000))
+    assert_invalid_token(send(JSON, value, max_header_bytes=10_000_000), "malformed")
 
 
 def test_deep_jwt_payload_is_refused():
     payload = '{"preferred_username":"alice","x":' + "[" * 100_000 + "]" * 100_000 + "}"
     token = make_token(payload)
-    assert_invalid_token(send(JWT, f"Bearer {token}", max_header_bytes=10_000_000))
+    assert_invalid_token(send(JWT, f"Bearer {token}", max_header_bytes=10_000_000), "malformed")
 
 
 def test_moderately_nested_json_is_accepted():
@@ -412,7 +424,7 @@ DENIED = {**JSON, "denied_user_names": ("root", "admin")}
     ],
 )
 def test_denied_user_name_json_is_refused(name):
-    assert_invalid_token(send(DENIED, json_doc(name)))
+    assert_invalid_token(send(DENIED, json_doc(name)), "denied_user_name")
 
 
 @pytest.mark.parametrize(
@@ -422,11 +434,11 @@ def test_denied_user_name_string_is_refused(name):
     """Plain header, sent as UTF-8 bytes the way a WSGI server presents them."""
     options = {**STRING, "denied_user_names": ("root", "admin")}
     answer = send(options, name.encode("utf-8").decode("latin-1"))
-    assert_invalid_token(answer)
+    assert_invalid_token(answer, "denied_user_name")
 
 
 def test_denied_name_with_leading_space_in_json_is_refused():
-    assert_invalid_token(send(DENIED, json_doc(" Admin")))
+    assert_invalid_token(send(DENIED, json_doc(" Admin")), "bad_user_name")
 
 
 @pytest.mark.parametrize("name", ["rooted", "administrator", "groot", "adm"])
@@ -446,14 +458,16 @@ def test_denied_user_names_from_mapping_string():
     for name in (FULLWIDTH_ROOT, "Admin"):
         middleware = JwtHeadersMiddleware(RecordingApp(), config)
         answer = call(middleware, environ={"HTTP_OIDC_ID_TOKEN_PAYLOAD": json_doc(name)})
-        assert_invalid_token(answer)
+        assert_invalid_token(answer, "denied_user_name")
     middleware = JwtHeadersMiddleware(RecordingApp(), config)
     assert_user(call(middleware, environ={"HTTP_OIDC_ID_TOKEN_PAYLOAD": json_doc("bob")}), "bob")
 
 
 def test_denied_user_name_in_jwt_is_refused():
     token = make_token({"preferred_username": FULLWIDTH_ROOT})
-    assert_invalid_token(send({**JWT, "denied_user_names": ["root"]}, f"Bearer {token}"))
+    assert_invalid_token(
+        send({**JWT, "denied_user_names": ["root"]}, f"Bearer {token}"), "denied_user_name"
+    )
 
 
 # --------------------------------------------------------------------------- JWT schemes
@@ -495,38 +509,40 @@ OTHER = make_token({"preferred_username": "bob", "sub": "2"})
 
 
 @pytest.mark.parametrize(
-    "value",
+    ("value", "reason"),
     [
-        pytest.param("Bearer:", id="bearer-colon"),
-        pytest.param(f"Bearer:{TOKEN}", id="bearer-colon-token"),
-        pytest.param(f"Bearer: {TOKEN}", id="bearer-colon-space-token"),
-        pytest.param(f"BearerX{TOKEN}", id="bearerX"),
-        pytest.param(f"Bearer{TOKEN}", id="bearer-no-space"),
-        pytest.param("Bearer", id="bearer-alone"),
-        pytest.param("bearer", id="bearer-alone-lower"),
-        pytest.param("Bearer   ", id="bearer-trailing-spaces"),
-        pytest.param(f"Bearer {TOKEN[:20]} {TOKEN[20:]}", id="inner-space"),
-        pytest.param(f"{TOKEN[:20]} {TOKEN[20:]}", id="bare-inner-space"),
-        pytest.param(f"Bearer {TOKEN} x", id="trailing-word"),
-        pytest.param(f"Bearer {TOKEN}, Bearer {OTHER}", id="two-bearers"),
-        pytest.param(f"Bearer {TOKEN},Bearer {OTHER}", id="two-bearers-no-space"),
-        pytest.param(f"{TOKEN},{OTHER}", id="two-bare"),
-        pytest.param(f"{TOKEN}, {OTHER}", id="two-bare-space"),
-        pytest.param(f"Bearer {TOKEN},{OTHER}", id="bearer-two-tokens"),
-        pytest.param(f"Bearer {TOKEN}, Basic dXNlcjpw", id="bearer-then-basic"),
-        pytest.param(f"Basic dXNlcjpw, Bearer {TOKEN}", id="basic-then-bearer"),
-        pytest.param(f"Bearer {TOKEN},", id="trailing-comma"),
+        pytest.param("Bearer:", "malformed", id="bearer-colon"),
+        pytest.param(f"Bearer:{TOKEN}", "malformed", id="bearer-colon-token"),
+        pytest.param(f"Bearer: {TOKEN}", "malformed", id="bearer-colon-space-token"),
+        pytest.param(f"BearerX{TOKEN}", "malformed", id="bearerX"),
+        pytest.param(f"Bearer{TOKEN}", "malformed", id="bearer-no-space"),
+        pytest.param("Bearer", "malformed", id="bearer-alone"),
+        pytest.param("bearer", "malformed", id="bearer-alone-lower"),
+        pytest.param("Bearer   ", "malformed", id="bearer-trailing-spaces"),
+        pytest.param(f"Bearer {TOKEN[:20]} {TOKEN[20:]}", "malformed", id="inner-space"),
+        pytest.param(f"{TOKEN[:20]} {TOKEN[20:]}", "malformed", id="bare-inner-space"),
+        pytest.param(f"Bearer {TOKEN} x", "malformed", id="trailing-word"),
+        pytest.param(f"Bearer {TOKEN}, Bearer {OTHER}", "repeated_header", id="two-bearers"),
+        pytest.param(
+            f"Bearer {TOKEN},Bearer {OTHER}", "repeated_header", id="two-bearers-no-space"
+        ),
+        pytest.param(f"{TOKEN},{OTHER}", "repeated_header", id="two-bare"),
+        pytest.param(f"{TOKEN}, {OTHER}", "repeated_header", id="two-bare-space"),
+        pytest.param(f"Bearer {TOKEN},{OTHER}", "repeated_header", id="bearer-two-tokens"),
+        pytest.param(f"Bearer {TOKEN}, Basic dXNlcjpw", "repeated_header", id="bearer-then-basic"),
+        pytest.param(f"Basic dXNlcjpw, Bearer {TOKEN}", "repeated_header", id="basic-then-bearer"),
+        pytest.param(f"Bearer {TOKEN},", "repeated_header", id="trailing-comma"),
     ],
 )
-def test_bearer_look_alikes_and_repeated_values_are_refused(value):
+def test_bearer_look_alikes_and_repeated_values_are_refused(value, reason):
     """R12/R19: not a scheme, inner spaces, two tokens joined with `,` -> 401."""
-    assert_invalid_token(send(JWT, value))
+    assert_invalid_token(send(JWT, value), reason)
 
 
 @pytest.mark.parametrize("value", [f"Bearer {TOKEN},{OTHER}", f"{TOKEN},{OTHER}"])
 def test_repeated_jwt_header_other_than_authorization_is_refused(value):
     options = {**JWT, "user_name_header": "OIDC_access_token"}
-    assert_invalid_token(send(options, value))
+    assert_invalid_token(send(options, value), "repeated_header")
 
 
 def test_authorization_and_configured_jwt_header_with_different_users_are_refused():
@@ -559,71 +575,95 @@ H, P, S = _parts(TOKEN)
 
 
 MALFORMED_TOKENS = [
-    pytest.param(f"{H}.{P}.{S}.{S}.{S}", id="JWE-five-segments"),
+    pytest.param(f"{H}.{P}.{S}.{S}.{S}", "malformed", id="JWE-five-segments"),
     pytest.param(
-        f"{segment({'alg': 'RSA-OAEP', 'enc': 'A256GCM'})}.{S}.{S}.{P}.{S}", id="JWE-header"
+        f"{segment({'alg': 'RSA-OAEP', 'enc': 'A256GCM'})}.{S}.{S}.{P}.{S}",
+        "malformed",
+        id="JWE-header",
     ),
-    pytest.param(f"{H}.{P}", id="two-segments"),
-    pytest.param(f"{H}.{P}.{S}.{S}", id="four-segments"),
-    pytest.param(f"{H}", id="one-segment"),
-    pytest.param(f"{H}.{P}.", id="empty-signature"),
-    pytest.param(f"{H}..{S}", id="empty-payload"),
-    pytest.param(f".{P}.{S}", id="empty-header"),
-    pytest.param("..", id="all-empty"),
-    pytest.param(make_token(header={"alg": "none"}), id="alg-none"),
-    pytest.param(make_token(header={"alg": "None", "typ": "JWT"}), id="alg-None"),
-    pytest.param(make_token(header={"alg": "NONE"}), id="alg-NONE"),
-    pytest.param(make_token(header={"alg": "none"}, signature=""), id="alg-none-unsigned"),
-    pytest.param(make_token(header={"typ": "JWT"}), id="no-alg"),
-    pytest.param(make_token(header={"alg": 256}), id="alg-number"),
-    pytest.param(make_token(header={"alg": ""}), id="alg-empty"),
-    pytest.param(make_token(header='["HS256"]'), id="header-array"),
-    pytest.param(make_token(header="not json"), id="header-not-json"),
-    pytest.param(make_token(header='{"alg":"HS256","alg":"none"}'), id="header-duplicate-alg"),
-    pytest.param(make_token(header='{"alg":"HS256","x":NaN}'), id="header-NaN"),
-    pytest.param(make_token(header={"alg": "HS256", "crit": ["exp"], "exp": 1}), id="crit"),
-    pytest.param(make_token(header={"alg": "HS256", "crit": []}), id="crit-empty"),
+    pytest.param(f"{H}.{P}", "malformed", id="two-segments"),
+    pytest.param(f"{H}.{P}.{S}.{S}", "malformed", id="four-segments"),
+    pytest.param(f"{H}", "malformed", id="one-segment"),
+    pytest.param(f"{H}.{P}.", "malformed", id="empty-signature"),
+    pytest.param(f"{H}..{S}", "malformed", id="empty-payload"),
+    pytest.param(f".{P}.{S}", "malformed", id="empty-header"),
+    pytest.param("..", "malformed", id="all-empty"),
+    pytest.param(make_token(header={"alg": "none"}), "alg_not_allowed", id="alg-none"),
     pytest.param(
-        make_token(header={"alg": "HS256", "b64": False, "crit": ["b64"]}), id="b64-false-crit"
+        make_token(header={"alg": "None", "typ": "JWT"}), "alg_not_allowed", id="alg-None"
     ),
-    pytest.param(make_token(header={"alg": "HS256", "b64": False}), id="b64-false"),
-    pytest.param(make_token(header={"alg": "HS256", "cty": "JWT"}), id="cty-JWT"),
-    pytest.param(make_token(header={"alg": "HS256", "cty": "jwt"}), id="cty-jwt"),
-    pytest.param(make_token("[1, 2]"), id="payload-array"),
-    pytest.param(make_token('"alice"'), id="payload-string"),
-    pytest.param(make_token("not json"), id="payload-not-json"),
+    pytest.param(make_token(header={"alg": "NONE"}), "alg_not_allowed", id="alg-NONE"),
+    pytest.param(
+        make_token(header={"alg": "none"}, signature=""), "malformed", id="alg-none-unsigned"
+    ),
+    pytest.param(make_token(header={"typ": "JWT"}), "malformed", id="no-alg"),
+    pytest.param(make_token(header={"alg": 256}), "malformed", id="alg-number"),
+    pytest.param(make_token(header={"alg": ""}), "malformed", id="alg-empty"),
+    pytest.param(make_token(header='["HS256"]'), "malformed", id="header-array"),
+    pytest.param(make_token(header="not json"), "malformed", id="header-not-json"),
+    pytest.param(
+        make_token(header='{"alg":"HS256","alg":"none"}'), "malformed", id="header-duplicate-alg"
+    ),
+    pytest.param(make_token(header='{"alg":"HS256","x":NaN}'), "malformed", id="header-NaN"),
+    pytest.param(
+        make_token(header={"alg": "HS256", "crit": ["exp"], "exp": 1}), "malformed", id="crit"
+    ),
+    pytest.param(make_token(header={"alg": "HS256", "crit": []}), "malformed", id="crit-empty"),
+    pytest.param(
+        make_token(header={"alg": "HS256", "b64": False, "crit": ["b64"]}),
+        "malformed",
+        id="b64-false-crit",
+    ),
+    pytest.param(make_token(header={"alg": "HS256", "b64": False}), "malformed", id="b64-false"),
+    pytest.param(make_token(header={"alg": "HS256", "cty": "JWT"}), "malformed", id="cty-JWT"),
+    pytest.param(make_token(header={"alg": "HS256", "cty": "jwt"}), "malformed", id="cty-jwt"),
+    pytest.param(make_token("[1, 2]"), "malformed", id="payload-array"),
+    pytest.param(make_token('"alice"'), "malformed", id="payload-string"),
+    pytest.param(make_token("not json"), "malformed", id="payload-not-json"),
     pytest.param(
         make_token('{"preferred_username":"alice","preferred_username":"root"}'),
+        "malformed",
         id="payload-duplicate-members",
     ),
-    pytest.param(make_token('{"preferred_username":"alice","exp":NaN}'), id="payload-NaN"),
-    pytest.param(make_token('{"preferred_username":"alice","x":Infinity}'), id="payload-Inf"),
-    pytest.param(make_token(b'{"preferred_username":"al\xffice"}'), id="payload-invalid-utf8"),
+    pytest.param(
+        make_token('{"preferred_username":"alice","exp":NaN}'), "malformed", id="payload-NaN"
+    ),
+    pytest.param(
+        make_token('{"preferred_username":"alice","x":Infinity}'), "malformed", id="payload-Inf"
+    ),
+    pytest.param(
+        make_token(b'{"preferred_username":"al\xffice"}'), "malformed", id="payload-invalid-utf8"
+    ),
     pytest.param(
         make_token(b'{"alg":"HS256","x":"\xc3"}'.replace(b"", b"")[:0] + b"\xff\xfe"),
+        "malformed",
         id="payload-binary",
     ),
-    pytest.param(f"{H}.{P}.{S}=", id="padded-signature"),
-    pytest.param(f"{H}=.{P}.{S}", id="padded-header"),
-    pytest.param(f"{H}.{P}.{S[:-2]}+/", id="standard-base64-alphabet"),
-    pytest.param(f"{H}.{P}.{S}{'A' * ((1 - len(S)) % 4)}", id="signature-length-mod-4-is-1"),
-    pytest.param(f"{H}.{P}.{S}\u00e9", id="non-ascii"),
-    pytest.param(f"{H}.{P}\t.{S}", id="tab-inside"),
-    pytest.param(make_token({"other": "alice"}), id="path-matches-nothing"),
-    pytest.param(make_token({"preferred_username": 7}), id="name-number"),
-    pytest.param(make_token({"preferred_username": ["alice"]}), id="name-list"),
-    pytest.param(make_token({"preferred_username": ""}), id="name-empty"),
-    pytest.param(make_token({"preferred_username": "al\nice"}), id="name-LF"),
-    pytest.param(make_token({"preferred_username": "alice "}), id="name-trailing-space"),
-    pytest.param(make_token({"preferred_username": "x" * 257}), id="name-257"),
+    pytest.param(f"{H}.{P}.{S}=", "malformed", id="padded-signature"),
+    pytest.param(f"{H}=.{P}.{S}", "malformed", id="padded-header"),
+    pytest.param(f"{H}.{P}.{S[:-2]}+/", "malformed", id="standard-base64-alphabet"),
+    pytest.param(
+        f"{H}.{P}.{S}{'A' * ((1 - len(S)) % 4)}", "malformed", id="signature-length-mod-4-is-1"
+    ),
+    pytest.param(f"{H}.{P}.{S}\u00e9", "malformed", id="non-ascii"),
+    pytest.param(f"{H}.{P}\t.{S}", "malformed", id="tab-inside"),
+    pytest.param(make_token({"other": "alice"}), "no_user_name", id="path-matches-nothing"),
+    pytest.param(make_token({"preferred_username": 7}), "no_user_name", id="name-number"),
+    pytest.param(make_token({"preferred_username": ["alice"]}), "no_user_name", id="name-list"),
+    pytest.param(make_token({"preferred_username": ""}), "no_user_name", id="name-empty"),
+    pytest.param(make_token({"preferred_username": "al\nice"}), "bad_user_name", id="name-LF"),
+    pytest.param(
+        make_token({"preferred_username": "alice "}), "bad_user_name", id="name-trailing-space"
+    ),
+    pytest.param(make_token({"preferred_username": "x" * 257}), "bad_user_name", id="name-257"),
 ]
 
 
-@pytest.mark.parametrize("token", MALFORMED_TOKENS)
+@pytest.mark.parametrize(("token", "reason"), MALFORMED_TOKENS)
 @pytest.mark.parametrize("prefix", ["Bearer ", ""])
-def test_malformed_token_is_refused(prefix, token):
+def test_malformed_token_is_refused(prefix, token, reason):
     """R12: compact JWS only, three canonical base64url segments, non-empty signature."""
-    assert_invalid_token(send(JWT, prefix + token))
+    assert_invalid_token(send(JWT, prefix + token), reason)
 
 
 @pytest.mark.parametrize("which", [0, 1, 2])
@@ -643,7 +683,7 @@ def test_non_canonical_base64url_is_refused(which, rest):
     assert parts is not None
     assert_user(send(JWT, "Bearer " + ".".join(parts)), "alice")  # canonical passes
     parts[which] = noncanonical(parts[which])
-    assert_invalid_token(send(JWT, "Bearer " + ".".join(parts)))
+    assert_invalid_token(send(JWT, "Bearer " + ".".join(parts)), "malformed")
 
 
 def test_five_segment_jwe_is_refused_with_plain_environ_key():
@@ -652,7 +692,7 @@ def test_five_segment_jwe_is_refused_with_plain_environ_key():
         environ={"OIDC_access_token": f"{H}.{P}.{S}.{S}.{S}"},
         **{**JWT, "user_name_header": "OIDC_access_token"},
     )
-    assert_invalid_token(answer)
+    assert_invalid_token(answer, "malformed")
 
 
 def test_token_with_other_typ_and_kid_is_accepted():
@@ -919,3 +959,21 @@ def test_app_exception_on_refused_request_never_happens():
     answer = call(middleware, environ={"HTTP_OIDC_ID_TOKEN_PAYLOAD": "{bad"})
     assert answer.status == 401
     assert answer.json["error"]["code"] == "INVALID_TOKEN"
+
+
+# --------------------------------------------------------------------------- R25 cache weight
+@pytest.mark.parametrize("size", [1, 2])
+@pytest.mark.parametrize("fmt", ["string", "json"])
+def test_r25_header_larger_than_the_whole_token_cache_is_served_uncached(fmt, size):
+    """R25: the token cache is bounded in bytes, so a header worth more entries than the cache
+    holds (here ~12 KB against a cache of 1 or 2 entries of 4 KiB) is simply not cached: the
+    request is still answered for the user it names, every time, never turned into an
+    ``internal_error`` by the cache refusing the entry."""
+    # a user name cannot be that long: the string header is padded with trailing blanks
+    value = {"string": "alice" + " " * 12_000, "json": json_doc("alice", filler="x" * 12_000)}[fmt]
+    options = {**FORMATS[fmt], "token_cache_size": size}
+    middleware = JwtHeadersMiddleware(RecordingApp(), JwtHeadersConfig(**options))
+    for _ in range(3):
+        answer = call(middleware, environ={http_key(options["user_name_header"]): value})
+        assert_user(answer, "alice")
+    assert len(middleware.authenticator._cache) == 0

@@ -447,7 +447,9 @@ def test_user_name_path_without_exactly_one_non_empty_string_is_401(fmt, claims,
     """Issue: "The path must yield exactly one non-empty string; anything else is an unusable
     header (401)". Never the first of several, never a stringified number or list."""
     answer = user_request(fmt, claims, path)
-    assert_invalid_token(answer, reason)
+    assert_invalid_token(
+        answer, "bad_user_name" if reason == "white space" else "no_user_name", reason
+    )
 
 
 @pytest.mark.parametrize("fmt", ["json", "jwt"])
