@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install jwt-headers with its dev extra into .venv, then lint, type-check and run the tests.
+# Install jwt-headers with its dev extra into .venv, then lint, type-check, run the tests and
+# the mutation check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
@@ -11,3 +12,4 @@ ruff format --check jwt_headers tests benchmarks samples scripts fuzz
 mypy
 bash .ci/e2e-setup.sh   # Apache + mod_auth_openidc and the test provider's npm modules
 python -m pytest -q -p no:cacheprovider
+python scripts/mutants.py   # every security control removed in turn must fail a test
