@@ -28,6 +28,7 @@ from .decode import media_type
 from .errors import ConfigError
 from .paths import JsonPath, compile_path
 from .rolemap import parse_role_map
+from .rules import PathRules
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -184,6 +185,10 @@ class JwtHeadersConfig:
     trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1")
     allow_anonymous: bool = True
     denied_user_names: tuple[str, ...] = ()
+    # --- path and method rules
+    exempt_paths: tuple[str, ...] = ()
+    exempt_methods: tuple[str, ...] = ("OPTIONS",)
+    protected_paths: tuple[str, ...] = ()
     # --- limits and caches
     max_header_bytes: int = 16384
     token_cache_size: int = 10_000
@@ -205,9 +210,20 @@ class JwtHeadersConfig:
     trusted_networks: tuple[_NetworkT, ...] = field(default=(), init=False)
     trust_every_peer: bool = field(default=False, init=False)
     denied_normalized: frozenset[str] = field(default=frozenset(), init=False)
+    path_rules: PathRules | None = field(default=None, init=False)
 
     _LIST_OPTIONS: ClassVar[frozenset[str]] = frozenset(
-        {"audience", "issuer", "algorithms", "trusted_proxies", "denied_user_names", "token_types"}
+        {
+            "audience",
+            "issuer",
+            "algorithms",
+            "trusted_proxies",
+            "denied_user_names",
+            "token_types",
+            "exempt_paths",
+            "exempt_methods",
+            "protected_paths",
+        }
     )
 
     def __init__(self, **options: Any) -> None:
@@ -339,6 +355,9 @@ class JwtHeadersConfig:
         self._check_roles()
         self._check_validation()
         self._check_trust()
+        rules = PathRules(self.exempt_paths, self.exempt_methods, self.protected_paths)
+        self._set("exempt_methods", tuple(sorted(rules.exempt_methods)))
+        self._set("path_rules", None if rules.empty else rules)
 
     def _check_types(self) -> None:
         for option in dataclasses.fields(self):

@@ -26,6 +26,7 @@ from .jwks import JwksClient
 from .logtools import fingerprint, safe
 from .principal import Claims, Principal
 from .rolemap import convert_roles
+from .rules import PathRule
 from .sources import HeaderSource, PeerTrust, read_header
 from .userinfo import UserinfoClient
 from .verify import TokenVerifier
@@ -119,6 +120,7 @@ class Authenticator:
         self._refused = LocalCache(config.negative_cache_size, clock)
         self._flight = SingleFlight()
         self._trust = PeerTrust(config.trusted_networks, config.trust_every_peer)
+        self._rules = config.path_rules
         self._user = HeaderSource(config.user_name_header, config.user_header_self_verifying)
         # R19: a robot's Authorization beside a proxy's token header must not silently lose.
         self._rival_key: str | None = None
@@ -135,13 +137,20 @@ class Authenticator:
 
         Raises :class:`Refusal` when the request must not reach the app.
         """
+        rule = PathRule.DEFAULT
+        if self._rules is not None:
+            rule = self._rules.decide(
+                environ.get("REQUEST_METHOD"), environ.get("SCRIPT_NAME"), environ.get("PATH_INFO")
+            )
+            if rule is PathRule.EXEMPT:
+                return None, []  # no header read, no IdP call: anonymous by the operator's rule
         dropped: list[str] = []
         user_value = read_header(self._user, environ, self._trust, dropped)
         roles_value = None
         if self._roles is not None:
             roles_value = read_header(self._roles, environ, self._trust, dropped)
         if user_value is None:
-            return self._anonymous(), dropped
+            return self._anonymous(rule), dropped
         if self._rival_key is not None:
             rival = environ.get(self._rival_key)
             if isinstance(rival, str) and rival and rival != user_value:
@@ -151,7 +160,7 @@ class Authenticator:
         if result is None:
             result = self._miss(key, user_value, roles_value)
         if result is _NOT_OURS:
-            return self._anonymous(), dropped
+            return self._anonymous(rule), dropped
         return result, dropped
 
     def _refuse_conflict(self, user_value: str, rival: str) -> None:
@@ -170,8 +179,8 @@ class Authenticator:
         self._log_refusal(refusal)
         raise refusal
 
-    def _anonymous(self) -> Principal | None:
-        if not self.config.allow_anonymous:
+    def _anonymous(self, rule: PathRule) -> Principal | None:
+        if not self.config.allow_anonymous or rule is PathRule.PROTECTED:
             raise Unauthenticated()
         return None
 

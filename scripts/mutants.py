@@ -148,6 +148,35 @@ MUTANTS: list[Mutant] = [
         "",
         "test_outcomes.py",
     ),
+    # --- path rules (issue 13)
+    _m(
+        "rules: protected paths",
+        "rules.py",
+        "if protected is not None and any(protected.match(p) for p in paths):",
+        "if False:",
+        "test_rules.py",
+    ),
+    _m(
+        "rules: exempt only if both forms are",
+        "rules.py",
+        "if exempt is not None and all(exempt.match(p) for p in paths):",
+        "if exempt is not None and any(exempt.match(p) for p in paths):",
+        "test_rules.py",
+    ),
+    _m(
+        "rules: dot segments resolved",
+        "rules.py",
+        "            if segments:\n                segments.pop()\n            continue\n",
+        "            segments.append(part)\n            continue\n",
+        "test_rules.py",
+    ),
+    _m(
+        "rules: prefix ends at a segment",
+        "rules.py",
+        'f"(?s:{re.escape(prefix)}(?:/.*)?)\\\\Z"',
+        'f"(?s:{re.escape(prefix)}.*)\\\\Z"',
+        "test_rules.py",
+    ),
     # --- logs (R34, R37)
     _m(
         "R34 fingerprint only",

@@ -86,6 +86,9 @@ README_DEFAULTS: dict[str, Any] = {
     "http_read_timeout": 3.0,
     "max_response_bytes": 1_048_576,
     "token_types": None,
+    "exempt_paths": (),
+    "exempt_methods": ("OPTIONS",),
+    "protected_paths": (),
 }
 
 BOOL_OPTIONS = sorted(name for name, value in CONTRACT_DEFAULTS.items() if isinstance(value, bool))

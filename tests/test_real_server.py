@@ -105,13 +105,21 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
-    def get(self, headers: Sequence[tuple[str, str]] = (), *, source: str = LOOPBACK) -> Reply:
-        """GET / with exactly these header names, from the local address ``source``."""
+    def get(
+        self,
+        headers: Sequence[tuple[str, str]] = (),
+        *,
+        source: str = LOOPBACK,
+        method: str = "GET",
+        path: str = "/",
+    ) -> Reply:
+        """GET / (or ``method path``, sent exactly as written: no client-side normalising) with
+        exactly these header names, from the local address ``source``."""
         conn = http.client.HTTPConnection(
             LOOPBACK, self.port, timeout=10, source_address=(source, 0)
         )
         try:
-            conn.putrequest("GET", "/", skip_accept_encoding=True)
+            conn.putrequest(method, path, skip_host=False, skip_accept_encoding=True)
             for name, value in headers:
                 conn.putheader(name, value)
             conn.endheaders()
@@ -302,6 +310,52 @@ def test_anonymous_refused_is_401_unauthenticated(string_server: Server) -> None
     body = reply.json
     assert body["error"]["code"] == "UNAUTHENTICATED", body
     assert "user" not in body
+
+
+# --------------------------------------------------------------------------- path rules
+
+
+@pytest.fixture(scope="module")
+def rules_server() -> Iterator[Server]:
+    """No anonymous access except the health check, the static files and CORS preflights."""
+    config = {
+        "user_name_header": "X-User",
+        "allow_anonymous": "false",
+        "exempt_paths": "/healthz, /static/*",
+        "protected_paths": "/admin",
+    }
+    with gunicorn_server(config) as server:
+        yield server
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/healthz"), ("GET", "/healthz/live"), ("GET", "/static/css/site.css"),
+     ("OPTIONS", "/admin"), ("OPTIONS", "/api/things")],
+)  # fmt: skip
+def test_exempt_requests_pass_gunicorn_without_a_credential(rules_server, method, path):
+    """Issue 13: exempt paths and methods reach the app through a real gunicorn, anonymous,
+    even with allow_anonymous=False; a name sent along (here from a trusted peer) is not read."""
+    reply = rules_server.get([("X-User", "alice")], method=method, path=path)
+    assert reply.status == 200, (reply.status, reply.body)
+    if method == "GET":
+        assert reply.json["user"] is None
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/healthzz", "/static", "//healthz", "/healthz/../admin", "/static/../admin",
+     "/static/%2e%2e/admin", "//admin", "/admin/../healthz", "/admin"],
+)  # fmt: skip
+def test_non_exempt_paths_through_gunicorn_need_a_credential(rules_server, path):
+    """Bypass attempts, sent byte for byte (http.client does not normalise): 401
+    UNAUTHENTICATED without a name; with one, the app runs as that user."""
+    refused = rules_server.get(path=path)
+    assert refused.status == 401, (path, refused.status, refused.body)
+    assert refused.json["error"]["code"] == "UNAUTHENTICATED"
+    accepted = rules_server.get([("X-User", "alice")], path=path)
+    assert accepted.status == 200, (path, accepted.status, accepted.body)
+    assert accepted.json["user"] == "alice"
 
 
 # --------------------------------------------------------------------------- forwarder headers

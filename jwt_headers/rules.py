@@ -1,0 +1,134 @@
+"""Path and method rules: which requests skip authentication, which may never be anonymous.
+
+A health check must pass without a token, a CORS preflight (``OPTIONS``) never carries one, and an
+admin area must not be anonymous even where the rest of the site is. The rules compare the path
+the app will route on, ``SCRIPT_NAME + PATH_INFO``, after collapsing repeated slashes and
+resolving ``.`` and ``..`` segments: ``//admin``, ``/static/../admin`` and ``/healthz/../admin``
+are ``/admin`` to a router that normalises, so they are ``/admin`` here too and cannot ride an
+exempt rule or slip past a protected one. A router that does not normalise routes the path as
+sent, so both forms are judged and the stricter answer wins: a request is protected when either
+form is, and exempt only when both are (``/admin/../healthz`` is not exempt: a router may serve
+it from ``/admin/<path>``). The patterns are compiled once, at start-up.
+
+A pattern is a prefix (``/healthz`` matches ``/healthz`` and ``/healthz/live``, never
+``/healthzz``) or, when it holds ``*``, ``?`` or ``[``, a glob over the whole path in which ``*``
+also crosses ``/`` (``/static/*`` matches ``/static/css/site.css``). ``protected_paths`` wins over
+``exempt_paths``; ``exempt_methods`` applies to every path, so a preflight to a protected API
+still passes (it reaches the app anonymously, which answers it without data).
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+import re
+from collections.abc import Iterable
+
+from .errors import ConfigError
+
+_GLOB_CHARS = frozenset("*?[")
+_METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 7230 tchar
+
+
+class PathRule(enum.Enum):
+    """What the rules say about one request."""
+
+    DEFAULT = "default"  #: authenticate; anonymous if allow_anonymous
+    EXEMPT = "exempt"  #: read no header, call no IdP: anonymous
+    PROTECTED = "protected"  #: authenticate; never anonymous
+
+
+def normalize_path(script_name: str, path_info: str) -> str:
+    """The routed path with repeated slashes collapsed and dot segments resolved (RFC 3986
+    5.2.4); always starts with ``/``; a trailing ``/`` is kept."""
+    path = f"{script_name}/{path_info}" if script_name else path_info
+    segments: list[str] = []
+    parts = path.split("/")
+    for part in parts:
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(part)
+    trailing = len(parts) > 1 and parts[-1] in ("", ".", "..") and bool(segments)
+    return "/" + "/".join(segments) + ("/" if trailing else "")
+
+
+def _compile(option: str, patterns: Iterable[str]) -> re.Pattern[str] | None:
+    """One anchored regular expression for all of ``patterns``, or ``None`` for none."""
+    alternatives: list[str] = []
+    for pattern in patterns:
+        if not isinstance(pattern, str) or not pattern.startswith("/"):
+            raise ConfigError(
+                f"{option}: {pattern!r} is not a path pattern; write an absolute path or glob, "
+                "e.g. '/healthz' or '/static/*'"
+            )
+        # Written as UTF-8 text; WSGI hands PATH_INFO over as latin-1 text of the raw bytes.
+        wsgi_form = pattern.encode("utf-8").decode("latin-1")
+        if _GLOB_CHARS.intersection(pattern):
+            alternatives.append(fnmatch.translate(normalize_path("", wsgi_form)))  # anchored
+        else:
+            prefix = normalize_path("", wsgi_form).rstrip("/")
+            alternatives.append(f"(?s:{re.escape(prefix)}(?:/.*)?)\\Z")
+    if not alternatives:
+        return None
+    return re.compile("|".join(alternatives))
+
+
+def _methods(option: str, methods: Iterable[str]) -> frozenset[str]:
+    checked = set()
+    for method in methods:
+        if not isinstance(method, str) or not _METHOD.fullmatch(method):
+            raise ConfigError(
+                f"{option}: {method!r} is not an HTTP method; write e.g. 'OPTIONS' or 'HEAD', "
+                "or () for none"
+            )
+        checked.add(method.upper())
+    return frozenset(checked)
+
+
+class PathRules:
+    """The compiled ``exempt_paths``, ``exempt_methods`` and ``protected_paths``."""
+
+    def __init__(
+        self,
+        exempt_paths: Iterable[str] = (),
+        exempt_methods: Iterable[str] = (),
+        protected_paths: Iterable[str] = (),
+    ) -> None:
+        self._exempt = _compile("exempt_paths", exempt_paths)
+        self._protected = _compile("protected_paths", protected_paths)
+        self.exempt_methods = _methods("exempt_methods", exempt_methods)
+
+    @property
+    def empty(self) -> bool:
+        """No rule at all: the adapters skip :meth:`decide` (zero cost per request)."""
+        return self._exempt is None and self._protected is None and not self.exempt_methods
+
+    @property
+    def has_protected(self) -> bool:
+        return self._protected is not None
+
+    def decide(self, method: object, script_name: object, path_info: object) -> PathRule:
+        """The rule for one request (values as the WSGI environ holds them)."""
+        if (
+            self.exempt_methods
+            and isinstance(method, str)
+            and method.upper() in self.exempt_methods
+        ):
+            return PathRule.EXEMPT
+        if self._exempt is None and self._protected is None:
+            return PathRule.DEFAULT
+        script = script_name if isinstance(script_name, str) else ""
+        info = path_info if isinstance(path_info, str) else ""
+        raw = script + info
+        path = normalize_path(script, info)
+        paths = (path,) if raw == path else (path, raw)
+        protected, exempt = self._protected, self._exempt
+        if protected is not None and any(protected.match(p) for p in paths):
+            return PathRule.PROTECTED
+        if exempt is not None and all(exempt.match(p) for p in paths):
+            return PathRule.EXEMPT
+        return PathRule.DEFAULT
