@@ -231,6 +231,16 @@ def main() -> None:
             environ(**bearer_rs),
         ),
         ("middleware: validated RS256, cache hit", mw(**validated), environ(**bearer_rs)),
+        (
+            "middleware: validated RS256, cache hit, no path rules",
+            mw(**validated, exempt_methods=()),
+            environ(**bearer_rs),
+        ),
+        (
+            "middleware: validated RS256, cache hit, 3 path rules",
+            mw(**validated, exempt_paths=["/healthz", "/static/*"], protected_paths=["/admin"]),
+            environ(**bearer_rs),
+        ),
         ("middleware: validated ES256, cache hit", mw(**validated), environ(**bearer_es)),
         (
             "middleware: validated + userinfo, cache hit",

@@ -89,6 +89,9 @@ def _methods(option: str, methods: Iterable[str]) -> frozenset[str]:
     return frozenset(checked)
 
 
+_DEFAULT, _EXEMPT, _PROTECTED = PathRule.DEFAULT, PathRule.EXEMPT, PathRule.PROTECTED
+
+
 class PathRules:
     """The compiled ``exempt_paths``, ``exempt_methods`` and ``protected_paths``."""
 
@@ -98,37 +101,51 @@ class PathRules:
         exempt_methods: Iterable[str] = (),
         protected_paths: Iterable[str] = (),
     ) -> None:
-        self._exempt = _compile("exempt_paths", exempt_paths)
-        self._protected = _compile("protected_paths", protected_paths)
+        exempt = _compile("exempt_paths", exempt_paths)
+        protected = _compile("protected_paths", protected_paths)
+        self.has_protected = protected is not None
         self.exempt_methods = _methods("exempt_methods", exempt_methods)
+        # One regular expression for both lists, protected first: a path both lists match is
+        # protected, and one match per path form tells which.
+        groups = [
+            f"(?P<{name}>{pattern.pattern})"
+            for name, pattern in (("protected", protected), ("exempt", exempt))
+            if pattern is not None
+        ]
+        self._paths = re.compile("|".join(groups)) if groups else None
 
     @property
     def empty(self) -> bool:
         """No rule at all: the adapters skip :meth:`decide` (zero cost per request)."""
-        return self._exempt is None and self._protected is None and not self.exempt_methods
+        return self._paths is None and not self.exempt_methods
 
-    @property
-    def has_protected(self) -> bool:
-        return self._protected is not None
+    def _match(self, path: str) -> str | None:
+        assert self._paths is not None
+        found = self._paths.match(path)
+        return found.lastgroup if found is not None else None
 
     def decide(self, method: object, script_name: object, path_info: object) -> PathRule:
         """The rule for one request (values as the WSGI environ holds them)."""
+        methods = self.exempt_methods
         if (
-            self.exempt_methods
+            methods
             and isinstance(method, str)
-            and method.upper() in self.exempt_methods
+            and (method in methods or (not method.isupper() and method.upper() in methods))
         ):
-            return PathRule.EXEMPT
-        if self._exempt is None and self._protected is None:
-            return PathRule.DEFAULT
+            return _EXEMPT
+        if self._paths is None:
+            return _DEFAULT
         script = script_name if isinstance(script_name, str) else ""
         info = path_info if isinstance(path_info, str) else ""
         raw = script + info
-        path = normalize_path(script, info)
-        paths = (path,) if raw == path else (path, raw)
-        protected, exempt = self._protected, self._exempt
-        if protected is not None and any(protected.match(p) for p in paths):
-            return PathRule.PROTECTED
-        if exempt is not None and all(exempt.match(p) for p in paths):
-            return PathRule.EXEMPT
-        return PathRule.DEFAULT
+        if raw[:1] == "/" and "//" not in raw and "/." not in raw:
+            found = self._match(raw)  # already normal: the common case, one match
+            if found is None:
+                return _DEFAULT
+            return _PROTECTED if found == "protected" else _EXEMPT
+        normal, as_sent = self._match(normalize_path(script, info)), self._match(raw)
+        if "protected" in (normal, as_sent):
+            return _PROTECTED
+        if normal == as_sent == "exempt":
+            return _EXEMPT
+        return _DEFAULT

@@ -152,15 +152,22 @@ MUTANTS: list[Mutant] = [
     _m(
         "rules: protected paths",
         "rules.py",
-        "if protected is not None and any(protected.match(p) for p in paths):",
+        'return _PROTECTED if found == "protected" else _EXEMPT',
+        'return _DEFAULT if found == "protected" else _EXEMPT',
+        "test_rules.py",
+    ),
+    _m(
+        "rules: protected, dotted spellings",
+        "rules.py",
+        'if "protected" in (normal, as_sent):',
         "if False:",
         "test_rules.py",
     ),
     _m(
         "rules: exempt only if both forms are",
         "rules.py",
-        "if exempt is not None and all(exempt.match(p) for p in paths):",
-        "if exempt is not None and any(exempt.match(p) for p in paths):",
+        'if normal == as_sent == "exempt":',
+        'if "exempt" in (normal, as_sent):',
         "test_rules.py",
     ),
     _m(
