@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from .decode import media_type
+from .decode import HEADER_ENCODINGS, media_type
 from .errors import ConfigError
 from .paths import JsonPath, compile_path
 from .rolemap import parse_role_map
@@ -70,6 +70,7 @@ _TOKEN_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 7230 tchar: a he
 _IGNORED_IN_NAMES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
 
 _NetworkT = ipaddress.IPv4Network | ipaddress.IPv6Network
+_ENCODING_ALIASES = {"utf-8": "utf8", "latin-1": "latin1", "iso-8859-1": "latin1"}
 
 
 def normalize_user_name(name: str) -> str:
@@ -157,6 +158,7 @@ class JwtHeadersConfig:
     user_name_header: str = ""
     user_name_format: str = "string"
     user_name_json_path: str | None = None
+    header_encoding: str = "auto"
     # --- roles
     roles_source: str | None = None
     roles_header: str | None = None
@@ -422,6 +424,22 @@ class JwtHeadersConfig:
                 "'string', 'json', 'jwt'"
             )
         self._set("user_name_format", fmt)
+        encoding = _ENCODING_ALIASES.get(
+            self.header_encoding.strip().lower(), self.header_encoding.strip().lower()
+        )
+        if encoding not in HEADER_ENCODINGS:
+            raise ConfigError(
+                f"header_encoding={self.header_encoding!r} is unknown; use one of "
+                "'auto' (UTF-8 when the bytes are UTF-8, else as received), 'utf8', 'latin1', "
+                "'base64url'"
+            )
+        if encoding == "base64url" and fmt == "jwt":
+            raise ConfigError(
+                "header_encoding='base64url' decodes string and json headers (mod_auth_openidc's "
+                "OIDCPassClaimsAs ... base64url); a JWT is base64url already: leave "
+                "header_encoding unset with user_name_format='jwt'"
+            )
+        self._set("header_encoding", encoding)
         if fmt != "string":
             if not self.user_name_json_path:
                 raise ConfigError(

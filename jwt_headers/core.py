@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from .cache import LocalCache, TokenCache
 from .config import JwtHeadersConfig
-from .decode import Document, bearer_token, check_size, decode_json, decode_jwt, header_text
+from .decode import Document, bearer_token, check_size, decode_json, decode_jwt, value_text
 from .errors import InvalidToken, Refusal, Unauthenticated
 from .flight import SingleFlight
 from .http import HttpSettings, new_session
@@ -218,7 +218,11 @@ class Authenticator:
             ),
             claims=None
             if document is None
-            else Claims(user_value, is_jwt=self.config.user_name_format == "jwt"),
+            else Claims(
+                user_value,
+                is_jwt=self.config.user_name_format == "jwt",
+                encoding=self.config.header_encoding,
+            ),
         )
         ttl = min(deadlines) - self.clock() if deadlines else None
         self._cache.set(key, principal, ttl)
@@ -228,7 +232,7 @@ class Authenticator:
         """Decode (and, for a JWT, verify) one header value; ``None``: another auth scheme."""
         check_size(value, self.config.max_header_bytes)
         if fmt == "json":
-            return decode_json(value)
+            return decode_json(value, self.config.header_encoding)
         token = bearer_token(value)
         if token is None:
             return None
@@ -244,7 +248,8 @@ class Authenticator:
         try:
             if config.user_name_format == "string":
                 check_size(value, config.max_header_bytes)
-                name = header_text(value).strip()  # decode first: \xa0 may be half a UTF-8 char
+                # decode first: \xa0 may be half a UTF-8 character
+                name = value_text(value, config.header_encoding).strip()
                 return None, (check_user_name(name, config) if name else None)
             document = self._decode(value, config.user_name_format, deadlines)
             if document is None:
@@ -272,7 +277,10 @@ class Authenticator:
         if self._roles is None:  # roles come from the user-name header, already decoded
             if source == "header":
                 return list(
-                    roles_from_header(header_text(user_value), config.roles_header_delimiter)
+                    roles_from_header(
+                        value_text(user_value, config.header_encoding),
+                        config.roles_header_delimiter,
+                    )
                 )
             assert user_document is not None and config.roles_path is not None
             return list(roles_from_claims(user_document.claims, config.roles_path))
@@ -282,7 +290,10 @@ class Authenticator:
             if source == "header":
                 check_size(roles_value, config.max_header_bytes)
                 return list(
-                    roles_from_header(header_text(roles_value), config.roles_header_delimiter)
+                    roles_from_header(
+                        value_text(roles_value, config.header_encoding),
+                        config.roles_header_delimiter,
+                    )
                 )
             document = self._decode(roles_value, source, deadlines)
             if document is None:

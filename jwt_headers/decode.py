@@ -65,6 +65,51 @@ def header_text(value: str) -> str:
         return value
 
 
+#: How the bytes of a header value become text (option ``header_encoding``).
+HEADER_ENCODINGS = ("auto", "utf8", "latin1", "base64url")
+_BASE64URL_PADDED = re.compile(r"[A-Za-z0-9_-]*={0,2}")
+
+
+def _utf8_of(value: str) -> str:
+    """The WSGI (latin-1) text's bytes read as UTF-8; text beyond latin-1 came from a server that
+    decoded it already and is kept as it is."""
+    try:
+        raw = value.encode("latin-1")
+    except UnicodeEncodeError:
+        return value
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidToken("bad_encoding", "header value is not UTF-8") from None
+
+
+def value_text(value: str, encoding: str, *, utf8_only: bool = False) -> str:
+    """A header value as text under ``header_encoding`` (R14).
+
+    ``auto``: UTF-8 when the bytes are UTF-8, else as received; ``utf8``: UTF-8 or refused;
+    ``latin1``: as received; ``base64url``: decoded, then UTF-8 (mod_auth_openidc's
+    ``OIDCPassClaimsAs ... base64url``). ``utf8_only`` (the ``json`` and ``jwt`` formats) refuses
+    bytes that are not UTF-8 whatever the setting: JSON exchanged between systems is UTF-8
+    (RFC 8259 8.1), and a guess could turn one user's bytes into another user's name.
+    """
+    if encoding == "base64url":
+        text = value.strip()
+        if not text.isascii() or not _BASE64URL_PADDED.fullmatch(text) or len(text) % 4 == 1:
+            raise InvalidToken("bad_encoding", "header value is not base64url")
+        try:
+            raw = base64.urlsafe_b64decode(text.rstrip("=") + "=" * (-len(text.rstrip("=")) % 4))
+            return raw.decode("utf-8")
+        except (binascii.Error, ValueError):
+            raise InvalidToken("bad_encoding", "header value is not base64url UTF-8") from None
+    if value.isascii():
+        return value
+    if utf8_only or encoding == "utf8":
+        return _utf8_of(value)
+    if encoding == "latin1":
+        return value
+    return header_text(value)
+
+
 def check_size(value: str, limit: int) -> None:
     if len(value) > limit:
         raise InvalidToken("oversized", f"header value longer than {limit} bytes")
@@ -131,22 +176,34 @@ def _depth_ok(text: str) -> bool:
     return True
 
 
-def parse_json_object(text: str, what: str) -> dict[str, Any]:
-    """Strictly parse a JSON object; :class:`InvalidToken` on anything else."""
+def _parse_json(text: str, what: str) -> Any:
     if not _depth_ok(text):
         raise InvalidToken("malformed", f"{what} nested deeper than {MAX_JSON_DEPTH} levels")
     try:
-        document = _DECODER.decode(text)
+        return _DECODER.decode(text)
     except (ValueError, RecursionError):
         raise InvalidToken("malformed", f"{what} is not valid JSON") from None
+
+
+def parse_json_object(text: str, what: str) -> dict[str, Any]:
+    """Strictly parse a JSON object; :class:`InvalidToken` on anything else."""
+    document = _parse_json(text, what)
     if not isinstance(document, dict):
         raise InvalidToken("malformed", f"{what} is not a JSON object")
     return document
 
 
-def decode_json(value: str) -> Document:
+def parse_json_array(text: str, what: str) -> list[Any]:
+    """Strictly parse a JSON array; :class:`InvalidToken` on anything else."""
+    document = _parse_json(text, what)
+    if not isinstance(document, list):
+        raise InvalidToken("malformed", f"{what} is not a JSON array")
+    return document
+
+
+def decode_json(value: str, encoding: str = "auto") -> Document:
     """A JSON header (``OIDC_id_token_payload``) to a :class:`Document`."""
-    text = header_text(value).strip()
+    text = value_text(value, encoding, utf8_only=True).strip()
     return Document(parse_json_object(text, "JSON header"), text)
 
 

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from .config import JwtHeadersConfig, printable
 from .core import Authenticator
-from .decode import Document, bearer_token, check_size, decode_json, decode_jwt, header_text
+from .decode import Document, bearer_token, check_size, decode_json, decode_jwt, value_text
 from .errors import ConfigError, Refusal
 from .identity import check_user_name, name_from_claims, roles_from_claims, roles_from_header
 from .logtools import fingerprint, safe
@@ -196,7 +196,7 @@ def _walk(
         check_size(value, config.max_header_bytes)
     if fmt == "json":
         with _step(report, "decode"):
-            document = decode_json(value)
+            document = decode_json(value, config.header_encoding)
         report.step("decode", True, f"JSON object with {len(document.claims)} members")
         return document
     with _step(report, "decode"):
@@ -270,7 +270,8 @@ def _explain_identity(
     if config.user_name_format == "string":
         with _step(report, "size"):
             check_size(value, config.max_header_bytes)
-        name = header_text(value).strip()
+        with _step(report, "decode"):
+            name = value_text(value, config.header_encoding).strip()
         if not name:
             report.line("user name", "(empty after decoding: treated as absent)")
             return
@@ -296,7 +297,8 @@ def _explain_identity(
     external: list[str] = []
     if config.roles_share_user_header:
         if config.roles_source == "header":
-            external = list(roles_from_header(header_text(value), config.roles_header_delimiter))
+            text = value_text(value, config.header_encoding)
+            external = list(roles_from_header(text, config.roles_header_delimiter))
         elif document is not None and config.roles_path is not None:
             external = list(roles_from_claims(document.claims, config.roles_path))
     else:
@@ -310,7 +312,10 @@ def _explain_identity(
                 with _step(report, "size"):
                     check_size(roles_value, config.max_header_bytes)
                 external = list(
-                    roles_from_header(header_text(roles_value), config.roles_header_delimiter)
+                    roles_from_header(
+                        value_text(roles_value, config.header_encoding),
+                        config.roles_header_delimiter,
+                    )
                 )
             else:
                 roles_doc = _walk(report, authenticator, "roles", roles_value, config.roles_source)

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .config import JwtHeadersConfig, normalize_user_name
+from .decode import parse_json_array
 from .errors import InvalidToken
 from .paths import JsonPath
 
@@ -68,7 +69,18 @@ def roles_from_claims(claims: dict[str, Any], path: JsonPath) -> Iterator[str]:
 
 
 def roles_from_header(value: str, delimiter: str) -> Iterator[str]:
-    for item in value.split(delimiter):
+    """A delimited list (mod_auth_openidc joins an array claim with ``,``), or a JSON array of
+    strings when the value starts with ``[`` (a claim header passed as JSON); a value that starts
+    like an array but is not one is refused rather than split into odd role names."""
+    text = value.strip()
+    if text.startswith("["):
+        for item in parse_json_array(text, "roles header"):
+            if isinstance(item, str) and item.strip():
+                yield item.strip()
+            elif not isinstance(item, str):
+                logger.debug("ignored non-string role of type %s", type(item).__name__)
+        return
+    for item in text.split(delimiter):
         role = item.strip()
         if role:
             yield role

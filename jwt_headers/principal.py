@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from .decode import header_text
+from .decode import value_text
 
 
 def freeze(value: Any) -> Any:
@@ -35,11 +35,12 @@ class Claims(Mapping[str, Any]):
     strict decoder when the principal was made.
     """
 
-    __slots__ = ("_is_jwt", "_parsed", "_raw")
+    __slots__ = ("_encoding", "_is_jwt", "_parsed", "_raw")
 
-    def __init__(self, raw: str, *, is_jwt: bool) -> None:
+    def __init__(self, raw: str, *, is_jwt: bool, encoding: str = "auto") -> None:
         self._raw = raw
         self._is_jwt = is_jwt
+        self._encoding = encoding
         self._parsed: Mapping[str, Any] | None = None
 
     def _data(self) -> Mapping[str, Any]:
@@ -52,7 +53,7 @@ class Claims(Mapping[str, Any]):
         if self._is_jwt:  # a checked compact JWS, perhaps after "Bearer ": segment 2 is ours
             segment = self._raw.split(".")[1]
             return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)).decode("utf-8")
-        return header_text(self._raw)
+        return value_text(self._raw, self._encoding, utf8_only=True)
 
     def __getitem__(self, key: str) -> Any:
         return self._data()[key]

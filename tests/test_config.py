@@ -86,6 +86,7 @@ README_DEFAULTS: dict[str, Any] = {
     "http_read_timeout": 3.0,
     "max_response_bytes": 1_048_576,
     "token_types": None,
+    "header_encoding": "auto",
     "exempt_paths": (),
     "exempt_methods": ("OPTIONS",),
     "protected_paths": (),
