@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import ipaddress
+import json
 import logging
 import math
 import os
@@ -125,6 +126,38 @@ def _without_credentials(url: str) -> str:
     return url[:200]
 
 
+#: The options that describe one identity source; the rest apply to the whole request.
+SOURCE_OPTIONS = frozenset(
+    {
+        "user_name_header",
+        "user_name_format",
+        "user_name_json_path",
+        "header_encoding",
+        "roles_source",
+        "roles_header",
+        "roles_header_delimiter",
+        "roles_json_path",
+        "role_converter",
+        "only_external_listed_roles",
+        "trust_unvalidated_roles_header",
+        "validate_token",
+        "validate_expiry",
+        "validate_signature",
+        "jwks_uri",
+        "validate_userinfo",
+        "userinfo_endpoint",
+        "validate_subject",
+        "validate_audience",
+        "audience_claim",
+        "audience",
+        "validate_issuer",
+        "issuer",
+        "algorithms",
+        "token_types",
+        "leeway",
+    }
+)
+
 #: Options holding a URL: shown through :func:`_without_credentials` wherever they are printed.
 URL_OPTIONS = frozenset({"jwks_uri", "userinfo_endpoint"})
 
@@ -133,6 +166,13 @@ def printable(option: str, value: Any) -> Any:
     """An option's value fit to print (``repr``, ``explain``): URLs without credentials."""
     if option in URL_OPTIONS and isinstance(value, str):
         return _without_credentials(value)
+    if option == "sources" and isinstance(value, Sequence) and not isinstance(value, str):
+        return [
+            {str(k): printable(str(k), v) for k, v in entry.items()}
+            if isinstance(entry, Mapping)
+            else entry
+            for entry in value
+        ]
     return value
 
 
@@ -187,6 +227,8 @@ class JwtHeadersConfig:
     trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1")
     allow_anonymous: bool = True
     denied_user_names: tuple[str, ...] = ()
+    # --- several identity sources (each a mapping of the per-source options above)
+    sources: tuple[Mapping[str, Any], ...] | None = None
     # --- path and method rules
     exempt_paths: tuple[str, ...] = ()
     exempt_methods: tuple[str, ...] = ("OPTIONS",)
@@ -213,6 +255,8 @@ class JwtHeadersConfig:
     trust_every_peer: bool = field(default=False, init=False)
     denied_normalized: frozenset[str] = field(default=frozenset(), init=False)
     path_rules: PathRules | None = field(default=None, init=False)
+    #: One config per identity source, in order; ``(self,)`` without ``sources``.
+    source_configs: tuple[JwtHeadersConfig, ...] = field(default=(), init=False)
 
     _LIST_OPTIONS: ClassVar[frozenset[str]] = frozenset(
         {
@@ -237,7 +281,7 @@ class JwtHeadersConfig:
         for option in dataclasses.fields(self):
             if option.init and option.name not in options:
                 object.__setattr__(self, option.name, option.default)
-        self._check()
+        self._check(frozenset(options))
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -304,7 +348,12 @@ class JwtHeadersConfig:
 
     def replace(self, **changes: Any) -> JwtHeadersConfig:
         """A copy with some options changed (checked again)."""
-        options = {name: getattr(self, name) for name in self.option_names()}
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.init}
+        options = {
+            name: getattr(self, name)
+            for name in self.option_names()
+            if getattr(self, name) != defaults[name]
+        }
         options.update(changes)
         return type(self)(**options)
 
@@ -351,11 +400,15 @@ class JwtHeadersConfig:
     def _set(self, name: str, value: Any) -> None:
         object.__setattr__(self, name, value)
 
-    def _check(self) -> None:
+    def _check(self, given: frozenset[str]) -> None:
         self._check_types()
-        self._check_user_name()
-        self._check_roles()
-        self._check_validation()
+        if self.sources is None:
+            self._check_user_name()
+            self._check_roles()
+            self._check_validation()
+            self._set("source_configs", (self,))
+        else:
+            self._set("source_configs", self._check_sources(given))
         self._check_trust()
         rules = PathRules(self.exempt_paths, self.exempt_methods, self.protected_paths)
         self._set("exempt_methods", tuple(sorted(rules.exempt_methods)))
@@ -367,6 +420,8 @@ class JwtHeadersConfig:
                 continue
             value = getattr(self, option.name)
             default = option.default
+            if option.name == "sources":
+                continue  # checked entry by entry in _check_sources
             if isinstance(default, bool):
                 if not isinstance(value, bool):
                     raise ConfigError(f"{option.name}={value!r}: must be true or false")
@@ -409,6 +464,63 @@ class JwtHeadersConfig:
                 f"userinfo_cache_ttl={self.userinfo_cache_ttl!r}: at most 300 seconds (R32), so a "
                 "token revoked at the identity provider stops working within five minutes"
             )
+
+    def _check_sources(self, given: frozenset[str]) -> tuple[JwtHeadersConfig, ...]:
+        """Build one config per ``sources`` entry: the entry's options on top of this config's
+        request-wide ones, checked as a single-source config is, errors naming the entry."""
+        entries = self.sources
+        if isinstance(entries, str | bytes | Mapping) or not isinstance(entries, Sequence):
+            raise ConfigError(
+                f"sources={entries!r}: give a list of mappings, one per identity source, e.g. "
+                "[{'user_name_header': 'Authorization', 'user_name_format': 'jwt', ...}]"
+            )
+        if not entries:
+            raise ConfigError(
+                "sources is empty: give at least one source, or leave sources out and set "
+                "user_name_header (one source)"
+            )
+        misplaced = sorted(given & SOURCE_OPTIONS)
+        if misplaced:
+            raise ConfigError(
+                f"{', '.join(misplaced)} given beside sources: with sources, each source's "
+                "options go in its entry; move them into the sources entry they belong to"
+            )
+        known = self.option_names()
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.init}
+        shared = {
+            name: getattr(self, name) for name in given if name not in SOURCE_OPTIONS | {"sources"}
+        }
+        built: list[JwtHeadersConfig] = []
+        for index, entry in enumerate(entries):
+            where = f"sources[{index}]"
+            if not isinstance(entry, Mapping):
+                raise ConfigError(
+                    f"{where} is {entry!r}: each source is a mapping of options, e.g. "
+                    "{'user_name_header': 'OIDC_id_token_payload', 'user_name_format': 'json', "
+                    "'user_name_json_path': 'preferred_username'}"
+                )
+            options: dict[str, Any] = {}
+            for raw_key, value in entry.items():
+                key = str(raw_key).strip().lower().replace("-", "_")
+                if key not in SOURCE_OPTIONS:
+                    if key in known:
+                        raise ConfigError(
+                            f"{where}: {key} applies to the whole request, not to one source; "
+                            "set it at the top level, beside sources"
+                        )
+                    raise ConfigError(f"{where}: " + _unknown_option_message(str(raw_key), known))
+                if key in options:
+                    raise ConfigError(f"{where}: {key} is given twice; keep one")
+                options[key] = (
+                    _from_text(key, value, defaults[key]) if isinstance(value, str) else value
+                )
+            label = options.get("user_name_header")
+            try:
+                built.append(type(self)(**shared, **options))
+            except ConfigError as exc:
+                named = f"{where} ({label})" if isinstance(label, str) and label else where
+                raise ConfigError(f"{named}: {exc}") from None
+        return tuple(built)
 
     def _check_user_name(self) -> None:
         if not self.user_name_header:
@@ -569,6 +681,8 @@ class JwtHeadersConfig:
                 ) from None
         self._set("trusted_networks", tuple(networks))
         self._set("trust_every_peer", trust_all)
+        if self.sources is not None:
+            return  # each source's config warns for its own headers
         unproven = [] if self.user_header_self_verifying else [self.user_name_header]
         roles_header = self.roles_header_name
         if (
@@ -631,6 +745,15 @@ _FALSE = frozenset({"false", "no", "off", "0"})
 
 
 def _from_text(option: str, text: str, default: Any) -> Any:
+    if option == "sources":
+        try:  # JWT_HEADERS_SOURCES, an ini file: a JSON list of objects
+            return json.loads(text)
+        except ValueError:
+            raise ConfigError(
+                "sources: not valid JSON; write a JSON list of objects, e.g. "
+                '[{"user_name_header": "Authorization", "user_name_format": "jwt", '
+                '"user_name_json_path": "preferred_username"}]'
+            ) from None
     if option == "roles_header_delimiter":
         return text  # a space or tab is a real delimiter; stripping would make it ""
     value = text.strip()

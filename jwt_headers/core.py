@@ -101,7 +101,11 @@ class Verifier(Protocol):
 class Authenticator:
     """Turns request headers into a :class:`Principal` according to one config.
 
-    Build one per config at start-up and share it between threads.
+    The path rules first; then each identity source in order (one without ``sources``). The
+    first source whose header is present decides; another present source must name the same
+    user, or the request is refused (``conflicting_credentials``): two credentials never
+    resolve to "the first one" silently. Build one per config at start-up and share it between
+    threads.
     """
 
     def __init__(
@@ -114,13 +118,84 @@ class Authenticator:
     ) -> None:
         self.config = config
         self.clock = clock
+        self._rules = config.path_rules
+        trust = PeerTrust(config.trusted_networks, config.trust_every_peer)
+        self.readers = tuple(
+            SourceReader(
+                source,
+                trust,
+                clock=clock,
+                verifier=verifier if index == 0 else None,
+                cache=cache if index == 0 else None,
+            )
+            for index, source in enumerate(config.source_configs)
+        )
+        first = self.readers[0]
+        # The first source's parts, for tests and tools that look inside one source.
+        self.verifier, self._cache, self._refused = first.verifier, first._cache, first._refused
+
+    def authenticate(self, environ: Mapping[str, Any]) -> tuple[Principal | None, list[str]]:
+        """The principal (``None``: anonymous) and the environ keys of unbelieved headers.
+
+        Raises :class:`Refusal` when the request must not reach the app.
+        """
+        principal, dropped, _reader = self.authenticate_by(environ)
+        return principal, dropped
+
+    def authenticate_by(
+        self, environ: Mapping[str, Any]
+    ) -> tuple[Principal | None, list[str], SourceReader | None]:
+        """As :meth:`authenticate`, and the source that decided (``None``: none did)."""
+        rule = PathRule.DEFAULT
+        if self._rules is not None:
+            rule = self._rules.decide(
+                environ.get("REQUEST_METHOD"), environ.get("SCRIPT_NAME"), environ.get("PATH_INFO")
+            )
+            if rule is PathRule.EXEMPT:
+                return None, [], None  # no header read, no IdP call: anonymous by the rule
+        dropped: list[str] = []
+        decided: Principal | None = None
+        decider: SourceReader | None = None
+        for reader in self.readers:
+            principal = reader.read(environ, dropped)
+            if principal is None:
+                continue
+            if decider is None:
+                decided, decider = principal, reader
+            elif decided is not None and principal.name != decided.name:
+                reader.refuse_conflict(decider)
+        if decided is None:
+            if not self.config.allow_anonymous or rule is PathRule.PROTECTED:
+                raise Unauthenticated()
+            return None, dropped, None
+        return decided, dropped, decider
+
+
+class SourceReader:
+    """One identity source: its headers, decoder, checks and caches.
+
+    ``read`` gives the principal its header names, ``None`` when the header is absent, blank,
+    not believed or another auth scheme, and raises :class:`Refusal` when it is present but
+    unusable.
+    """
+
+    def __init__(
+        self,
+        config: JwtHeadersConfig,
+        trust: PeerTrust,
+        *,
+        clock: Callable[[], float],
+        verifier: Verifier | None = None,
+        cache: TokenCache | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
         self.verifier = verifier if verifier is not None else build_verifier(config, clock)
         self._verify = self.verifier
         self._cache = cache if cache is not None else LocalCache(config.token_cache_size, clock)
         self._refused = LocalCache(config.negative_cache_size, clock)
         self._flight = SingleFlight()
-        self._trust = PeerTrust(config.trusted_networks, config.trust_every_peer)
-        self._rules = config.path_rules
+        self._trust = trust
         self._user = HeaderSource(config.user_name_header, config.user_header_self_verifying)
         # R19: a robot's Authorization beside a proxy's token header must not silently lose.
         self._rival_key: str | None = None
@@ -132,25 +207,19 @@ class Authenticator:
                 config.roles_header_name or "", config.roles_header_self_verifying
             )
 
-    def authenticate(self, environ: Mapping[str, Any]) -> tuple[Principal | None, list[str]]:
-        """The principal (``None``: anonymous) and the environ keys of unbelieved headers.
+    @property
+    def header(self) -> str:
+        return self.config.user_name_header
 
-        Raises :class:`Refusal` when the request must not reach the app.
-        """
-        rule = PathRule.DEFAULT
-        if self._rules is not None:
-            rule = self._rules.decide(
-                environ.get("REQUEST_METHOD"), environ.get("SCRIPT_NAME"), environ.get("PATH_INFO")
-            )
-            if rule is PathRule.EXEMPT:
-                return None, []  # no header read, no IdP call: anonymous by the operator's rule
-        dropped: list[str] = []
+    def read(self, environ: Mapping[str, Any], dropped: list[str]) -> Principal | None:
+        """This source's principal, or ``None`` (absent, not believed, another scheme); the
+        environ keys of unbelieved headers are appended to ``dropped``."""
         user_value = read_header(self._user, environ, self._trust, dropped)
         roles_value = None
         if self._roles is not None:
             roles_value = read_header(self._roles, environ, self._trust, dropped)
         if user_value is None:
-            return self._anonymous(rule), dropped
+            return None
         if self._rival_key is not None:
             rival = environ.get(self._rival_key)
             if isinstance(rival, str) and rival and rival != user_value:
@@ -160,8 +229,19 @@ class Authenticator:
         if result is None:
             result = self._miss(key, user_value, roles_value)
         if result is _NOT_OURS:
-            return self._anonymous(rule), dropped
-        return result, dropped
+            return None
+        principal: Principal = result
+        return principal
+
+    def refuse_conflict(self, decider: SourceReader) -> None:
+        """Refuse: this source's header names another user than the source that decided."""
+        refusal = InvalidToken(
+            "conflicting_credentials",
+            f"{decider.header} and {self.header} name different users",
+        )
+        refusal.header = self.header
+        self._log_refusal(refusal)
+        raise refusal
 
     def _refuse_conflict(self, user_value: str, rival: str) -> None:
         """Refuse when ``Authorization`` carries another bearer token than the token header."""
@@ -178,11 +258,6 @@ class Authenticator:
         refusal.header, refusal.fingerprint = self.config.user_name_header, fingerprint(ours)
         self._log_refusal(refusal)
         raise refusal
-
-    def _anonymous(self, rule: PathRule) -> Principal | None:
-        if not self.config.allow_anonymous or rule is PathRule.PROTECTED:
-            raise Unauthenticated()
-        return None
 
     # ------------------------------------------------------------------ cache misses
     def _miss(self, key: Any, user_value: str, roles_value: str | None) -> Any:

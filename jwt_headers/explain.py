@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TextIO
 
 from .config import JwtHeadersConfig, printable
-from .core import Authenticator
+from .core import Authenticator, SourceReader
 from .decode import Document, bearer_token, check_size, decode_json, decode_jwt, value_text
 from .errors import ConfigError, Refusal
 from .identity import check_user_name, name_from_claims, roles_from_claims, roles_from_header
@@ -75,6 +75,8 @@ def add_parser(subparsers: Any) -> None:
         help="read a request (optional request line, then 'Name: value' lines) from stdin",
     )
     parser.add_argument("--peer", default="127.0.0.1", help="REMOTE_ADDR (default 127.0.0.1)")
+    parser.add_argument("--method", default="GET", help="REQUEST_METHOD (default GET)")
+    parser.add_argument("--path", default="/", help="PATH_INFO, for the path rules (default /)")
     parser.set_defaults(run=run)
 
 
@@ -105,7 +107,11 @@ def build_config(args: argparse.Namespace) -> JwtHeadersConfig:
     elif args.env:
         base = JwtHeadersConfig.from_env()
     if base is not None:
-        options = {name: getattr(base, name) for name in JwtHeadersConfig.option_names()}
+        options = {
+            name: getattr(base, name)
+            for name in JwtHeadersConfig.option_names()
+            if getattr(base, name) != _DEFAULTS.get(name)
+        }
     options.update(_pairs(args.option, "=", "--option", secret=False))
     return JwtHeadersConfig.from_mapping(options)
 
@@ -131,7 +137,11 @@ def request_header_lines(text: str) -> list[str]:
 
 
 def build_environ(args: argparse.Namespace, stdin: TextIO) -> dict[str, Any]:
-    environ: dict[str, Any] = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "REMOTE_ADDR": args.peer}
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": getattr(args, "method", "GET"),
+        "PATH_INFO": getattr(args, "path", "/"),
+        "REMOTE_ADDR": args.peer,
+    }
     lines = list(args.header)
     if args.stdin:
         lines.extend(request_header_lines(stdin.read()))
@@ -187,7 +197,7 @@ def _describe_source(
 
 
 def _walk(
-    report: _Report, authenticator: Authenticator, label: str, value: str, fmt: str
+    report: _Report, authenticator: SourceReader, label: str, value: str, fmt: str
 ) -> Document | None:
     """Decode and verify one header value, reporting each step; raises the first refusal."""
     config = authenticator.config
@@ -247,20 +257,37 @@ def explain(config: JwtHeadersConfig, environ: dict[str, Any], out: TextIO) -> i
     for item in changed[1:]:
         report.line("", item)
     report.line("peer", str(environ.get("REMOTE_ADDR")))
-    user_source = HeaderSource(config.user_name_header, config.user_header_self_verifying)
-    value, how = _describe_source(user_source, environ, trust)
-    report.line("user header", f"{config.user_name_header}: {how}")
-    try:
-        if value is not None:
-            _explain_identity(report, authenticator, value, environ, trust)
-    except Refusal:
-        pass  # already reported as a failed step; the real outcome follows
+    rule = (
+        config.path_rules.decide(
+            environ.get("REQUEST_METHOD"), environ.get("SCRIPT_NAME"), environ.get("PATH_INFO")
+        )
+        if config.path_rules is not None
+        else None
+    )
+    if rule is not None and rule.value != "default":
+        report.line(
+            "path rule",
+            f"{rule.value} ({environ.get('REQUEST_METHOD')} {safe(environ.get('PATH_INFO'), 80)})",
+        )
+    several = len(authenticator.readers) > 1
+    for index, reader in enumerate(authenticator.readers):
+        source = reader.config
+        if several:
+            report.line("source", f"{index}: {source.user_name_header} ({source.user_name_format})")
+        user_source = HeaderSource(source.user_name_header, source.user_header_self_verifying)
+        value, how = _describe_source(user_source, environ, trust)
+        report.line("user header", f"{source.user_name_header}: {how}")
+        try:
+            if value is not None and (rule is None or rule.value != "exempt"):
+                _explain_identity(report, reader, value, environ, trust)
+        except Refusal:
+            pass  # already reported as a failed step; the real outcome follows
     return _outcome(report, authenticator, environ)
 
 
 def _explain_identity(
     report: _Report,
-    authenticator: Authenticator,
+    authenticator: SourceReader,
     value: str,
     environ: Mapping[str, Any],
     trust: PeerTrust,
@@ -329,7 +356,7 @@ def _explain_identity(
 def _outcome(report: _Report, authenticator: Authenticator, environ: dict[str, Any]) -> int:
     logging.getLogger("jwt_headers").disabled = True  # the report already says it all
     try:
-        principal, dropped = authenticator.authenticate(dict(environ))
+        principal, dropped, decider = authenticator.authenticate_by(dict(environ))
     except Refusal as refusal:
         status, _headers, body = refusal_response(refusal)
         report.line("outcome", f"{status}, app not called: {body.decode()}")
@@ -338,6 +365,9 @@ def _outcome(report: _Report, authenticator: Authenticator, environ: dict[str, A
         logging.getLogger("jwt_headers").disabled = False
     if dropped:
         report.line("removed", ", ".join(dropped) + " (not believed; the app will not see it)")
+    if decider is not None and len(authenticator.readers) > 1:
+        index = authenticator.readers.index(decider)
+        report.line("decided by", f"source {index}: {decider.header}")
     if principal is None:
         report.line("outcome", "app called anonymously (no REMOTE_USER)")
     else:

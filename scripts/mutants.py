@@ -148,6 +148,28 @@ MUTANTS: list[Mutant] = [
         "",
         "test_outcomes.py",
     ),
+    # --- several sources and header decoding (issue 13)
+    _m(
+        "sources: different users conflict",
+        "core.py",
+        "elif decided is not None and principal.name != decided.name:",
+        "elif False:",
+        "test_sources.py",
+    ),
+    _m(
+        "sources: every present source is read",
+        "core.py",
+        "            if principal is None:\n                continue\n",
+        "            if principal is None:\n                continue\n            break\n",
+        "test_sources.py",
+    ),
+    _m(
+        "R14 json must be UTF-8",
+        "decode.py",
+        'if utf8_only or encoding == "utf8":',
+        'if encoding == "utf8":',
+        "test_encoding.py",
+    ),
     # --- path rules (issue 13)
     _m(
         "rules: protected paths",

@@ -87,6 +87,7 @@ README_DEFAULTS: dict[str, Any] = {
     "max_response_bytes": 1_048_576,
     "token_types": None,
     "header_encoding": "auto",
+    "sources": None,
     "exempt_paths": (),
     "exempt_methods": ("OPTIONS",),
     "protected_paths": (),
