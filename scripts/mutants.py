@@ -159,8 +159,8 @@ MUTANTS: list[Mutant] = [
     _m(
         "sources: every present source is read",
         "core.py",
-        "            if principal is None:\n                continue\n",
-        "            if principal is None:\n                continue\n            break\n",
+        "                decided, decider = principal, reader\n",
+        "                decided, decider = principal, reader\n                break\n",
         "test_sources.py",
     ),
     _m(
