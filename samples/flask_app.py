@@ -5,7 +5,9 @@ The same file serves both sample deployments; only the environment differs:
 - ``flask.env``: behind Apache with mod_auth_openidc (``apache/jwt-headers.conf``), the user and
   roles read from the ID token payload Apache passes on;
 - ``robot.env``: robots sending ``Authorization: Bearer <JWT>``, every token checked against the
-  identity provider.
+  identity provider;
+- ``browsers_and_robots.toml``: both in one app (two identity sources), with
+  ``from_file('browsers_and_robots.toml')``.
 
 Run (see README.rst in this folder)::
 
@@ -59,4 +61,20 @@ def create_app(config: JwtHeadersConfig | None = None) -> Flask:
     return app
 
 
-app = create_app()
+def from_file(path: str) -> Flask:
+    """The app configured from a TOML file's ``[jwt_headers]`` table, for options the
+    environment cannot hold comfortably (``browsers_and_robots.toml``'s ``sources``)::
+
+        gunicorn --chdir samples "flask_app:from_file('browsers_and_robots.toml')"
+    """
+    return create_app(JwtHeadersConfig.from_file(path))
+
+
+def __getattr__(name: str) -> Flask:
+    """``flask_app:app`` is built from the environment when first asked for, so importing the
+    module for ``from_file`` needs no ``JWT_HEADERS_*`` variables."""
+    if name == "app":
+        app = create_app()
+        globals()["app"] = app
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

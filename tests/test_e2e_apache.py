@@ -427,10 +427,32 @@ def _gunicorn_envs(issuer: str) -> dict[str, dict[str, str]]:
     return {"json": flask_env, "jwt": access_token_env, "robot": robot_env}
 
 
+def _mixed_config(issuer: str, directory: Path) -> Path:
+    """``samples/browsers_and_robots.toml`` with only the provider's URLs and the audience
+    swapped (each placeholder must still be in the sample), plus the access-token type."""
+    text = (SAMPLES / "browsers_and_robots.toml").read_text()
+    swaps = {
+        "https://idp.example/realms/r/protocol/openid-connect/certs": f"{issuer}/jwks",
+        "https://idp.example/realms/r/protocol/openid-connect/userinfo": f"{issuer}/me",
+        "https://idp.example/realms/r": issuer,
+        '"jwt-headers-api"': f'"{API_AUDIENCE}"',
+        '# token_types = ["at+jwt"]': 'token_types = ["at+jwt"]',
+    }
+    for old, new in swaps.items():
+        assert old in text, f"samples/browsers_and_robots.toml no longer has {old!r}"
+        text = text.replace(old, new)
+    path = directory / "browsers_and_robots.toml"
+    path.write_text(text)
+    return path
+
+
 def _start_gunicorns(stack: Stack, directory: Path) -> None:
     version = tuple(int(part) for part in importlib.metadata.version("gunicorn").split(".")[:2])
     extra = ["--no-control-socket"] if version >= (25, 1) else []  # else it opens ~/.gunicorn/
+    mixed = _mixed_config(stack.issuer, directory)
     for name, env in _gunicorn_envs(stack.issuer).items():
+        # Behind the "json" Apache runs the sample that serves browsers and robots in one app.
+        app_spec = f"flask_app:from_file({str(mixed)!r})" if name == "json" else "flask_app:app"
         stack.services[f"gunicorn-{name}"] = _start(
             f"gunicorn ({name})",
             [
@@ -444,10 +466,10 @@ def _start_gunicorns(stack: Stack, directory: Path) -> None:
                 *extra,
                 "--chdir",
                 str(SAMPLES),
-                "flask_app:app",
+                app_spec,
             ],
             directory / f"gunicorn-{name}.log",
-            _child_env(**env),
+            _child_env(**({} if name == "json" else env)),
             SAMPLES,
         )
 
@@ -843,6 +865,45 @@ def test_robot_token_for_another_audience_refused(stack: Stack, robot_token: str
     oauth20 mode would let through, and robot.env's audience check refuses."""
     other = _resigned(stack, robot_token, aud="urn:jwt-headers:another-api")
     _assert_invalid_token(_bearer(stack, other), "aud")
+
+
+# ---------------------------------------------------------------------------- (b2) one app
+def test_one_app_serves_robots_beside_browsers(stack: Stack, robot_token: str) -> None:
+    """browsers_and_robots.toml behind Apache: the app that logs browsers in through Apache
+    (test_browser_login_through_apache_app_reads_id_token_payload) also accepts a robot's
+    Bearer token sent straight to it, from a peer that is not Apache."""
+    port = stack.gunicorn_ports["json"]
+    robot = {"user": ROBOT_USER, "roles": ["api-reader"], "anonymous": False}
+    bearer = {"Authorization": f"Bearer {robot_token}"}
+    assert _raw_get(port, "/whoami", bearer, source="127.0.0.2") == (200, robot)
+    # A stranger's proxy header beside the token is dropped (not believed from 127.0.0.2): the
+    # token decides, and the forged name never reaches the app.
+    forged = {**bearer, "OIDC-Id-Token-Payload": FORGED_PAYLOAD}
+    assert _raw_get(port, "/whoami", forged, source="127.0.0.2") == (200, robot)
+
+
+def test_one_app_refuses_a_browser_header_and_a_token_naming_different_users(
+    stack: Stack, robot_token: str
+) -> None:
+    """From Apache's address the JSON header is believed; with a robot's token naming someone
+    else beside it, the request is refused, never "first wins"."""
+    headers = {"OIDC-Id-Token-Payload": FORGED_PAYLOAD, "Authorization": f"Bearer {robot_token}"}
+    status, body = _raw_get(stack.gunicorn_ports["json"], "/whoami", headers, source=HOST)
+    assert status == 401
+    assert body == {
+        "error": {"code": "INVALID_TOKEN", "message": "OIDC_id_token_payload and Authorization "
+                  "name different users"}
+    }  # fmt: skip
+    assert _log_contains(stack.services["gunicorn-json"], "conflicting_credentials")
+
+
+def test_one_app_refuses_a_bad_robot_token(stack: Stack, robot_token: str) -> None:
+    expired = _resigned(stack, robot_token, iat=int(time.time()) - 900, exp=int(time.time()) - 600)
+    status, body = _raw_get(
+        stack.gunicorn_ports["json"], "/whoami", {"Authorization": f"Bearer {expired}"}, "127.0.0.2"
+    )
+    assert status == 401
+    assert body["error"]["message"] == "token expired"
 
 
 # ---------------------------------------------------------------------------- (c) peers
