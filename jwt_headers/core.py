@@ -92,6 +92,18 @@ def _digest(key: Any) -> bytes:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
+def check_same_subject(user: Mapping[str, Any], roles: Mapping[str, Any]) -> None:
+    """R40: a roles token from a second header must be about the user the first one names
+    (``sub``, and ``iss`` when the user's document has one); else its roles would go to
+    whoever presents someone else's roles token beside their own identity."""
+    subject = user.get("sub")
+    same = isinstance(subject, str) and roles.get("sub") == subject
+    if same and "iss" in user:
+        same = roles.get("iss") == user["iss"]
+    if not same:
+        raise InvalidToken("roles_subject_mismatch", "the roles token is about another subject")
+
+
 class Verifier(Protocol):
     """Checks a decoded JWT; returns until when the result may be cached (``None``: no limit)."""
 
@@ -373,6 +385,8 @@ class SourceReader:
             document = self._decode(roles_value, source, deadlines)
             if document is None:
                 return []
+            if source == "jwt" and user_document is not None:
+                check_same_subject(user_document.claims, document.claims)
             assert config.roles_path is not None
             return list(roles_from_claims(document.claims, config.roles_path))
         except Refusal as refusal:

@@ -133,6 +133,13 @@ MUTANTS: list[Mutant] = [
         "document = self._decode(roles_value, source, [])",
         "test_validation.py",
     ),
+    _m(
+        "R40 roles token of the same subject",
+        "core.py",
+        "                check_same_subject(user_document.claims, document.claims)\n",
+        "                pass\n",
+        "test_validation.py",
+    ),
     # --- caches (R25)
     _m(
         "R25 negative cache bound",

@@ -632,6 +632,37 @@ def test_r20_r24_cached_roles_end_with_the_roles_token(idp_server):
     assert_accepted(send(middleware, user))  # the user token alone is still good
 
 
+@pytest.mark.parametrize(
+    ("overrides", "accepted"),
+    [
+        ({}, True),
+        ({"sub": "someone-else"}, False),
+        ({"sub": DELETE}, False),
+        ({"sub": 7}, False),
+        ({"iss": OTHER_ISSUER}, False),
+    ],
+    ids=["same-subject", "other-sub", "no-sub", "number-sub", "other-iss"],
+)
+def test_r40_roles_token_must_be_about_the_same_subject(idp_server, overrides, accepted):
+    """R40: a roles token in its own header is another user's, or another issuer's (both
+    issuers accepted here), and its roles would go to the user token's holder: 401
+    roles_subject_mismatch. The same subject's roles token gives its roles."""
+    middleware = robot(
+        idp_server,
+        roles_source="jwt",
+        roles_header="X-Roles-Token",
+        roles_json_path=ROLES_PATH,
+        issuer=[ISSUER, OTHER_ISSUER],
+    )
+    user = mint({"resource_access": {}}, idp_server.key, NOW)
+    roles = roles_token(idp_server.key, ["ROLE_ADMIN"], **overrides)
+    answer = send(middleware, user, extra_headers={"X-Roles-Token": roles})
+    if accepted:
+        assert assert_accepted(answer).roles == ("ROLE_ADMIN",)
+    else:
+        assert_refused(answer, "roles_subject_mismatch", "another subject")
+
+
 # --------------------------------------------------------------------------- R11-R14 shape
 @pytest.mark.parametrize(
     ("name", "reason"),
