@@ -104,6 +104,18 @@ def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = 
     return None
 
 
+class _NullMetrics:
+    """A metrics observer that does nothing: the cost of the hook itself."""
+
+    def allowed(self) -> None: ...
+    def anonymous(self) -> None: ...
+    def exempt(self) -> None: ...
+    def refused(self, reason: str) -> None: ...
+    def untrusted_header(self) -> None: ...
+    def token_cache(self, hit: bool) -> None: ...
+    def idp_call(self, endpoint: str, ok: bool, seconds: float) -> None: ...
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=300)
@@ -234,6 +246,16 @@ def main() -> None:
         (
             "middleware: validated RS256, cache hit, no path rules",
             mw(**validated, exempt_methods=()),
+            environ(**bearer_rs),
+        ),
+        (
+            "middleware: validated RS256, cache hit, metrics hook",
+            mw(**validated, metrics=_NullMetrics()),
+            environ(**bearer_rs),
+        ),
+        (
+            "middleware: validated RS256, cache hit, prometheus",
+            mw(**validated, metrics="prometheus"),
             environ(**bearer_rs),
         ),
         (

@@ -1,4 +1,4 @@
-"""The ``jwt-headers`` command: ``demo``, ``serve`` and ``explain``.
+"""The ``jwt-headers`` command: ``demo``, ``serve``, ``explain`` and ``doctor``.
 
 Each subcommand registers its parser with ``set_defaults(run=...)``; :func:`main` dispatches and
 turns a :class:`ConfigError` into its message and exit code 2, because a configuration mistake
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from werkzeug.serving import run_simple
 
-from . import demo, explain
+from . import demo, doctor, explain
 from ._version import __version__
 from .config import JwtHeadersConfig, is_loopback
 from .errors import ConfigError
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(subparsers)
     add_serve_parser(subparsers)
     explain.add_parser(subparsers)
+    doctor.add_parser(subparsers)
     return parser
 
 

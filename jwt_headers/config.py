@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 
 from .decode import HEADER_ENCODINGS, media_type
 from .errors import ConfigError
+from .metrics import Metrics
+from .metrics import resolve as resolve_metrics
 from .paths import JsonPath, compile_path
 from .rolemap import parse_role_map
 from .rules import PathRules
@@ -229,6 +231,8 @@ class JwtHeadersConfig:
     denied_user_names: tuple[str, ...] = ()
     # --- several identity sources (each a mapping of the per-source options above)
     sources: tuple[Mapping[str, Any], ...] | None = None
+    # --- metrics: None, "prometheus" or an observer object (jwt_headers.metrics.Metrics)
+    metrics: Any = None
     # --- path and method rules
     exempt_paths: tuple[str, ...] = ()
     exempt_methods: tuple[str, ...] = ("OPTIONS",)
@@ -255,6 +259,7 @@ class JwtHeadersConfig:
     trust_every_peer: bool = field(default=False, init=False)
     denied_normalized: frozenset[str] = field(default=frozenset(), init=False)
     path_rules: PathRules | None = field(default=None, init=False)
+    metrics_observer: Metrics | None = field(default=None, init=False)
     #: One config per identity source, in order; ``(self,)`` without ``sources``.
     source_configs: tuple[JwtHeadersConfig, ...] = field(default=(), init=False)
 
@@ -402,6 +407,7 @@ class JwtHeadersConfig:
 
     def _check(self, given: frozenset[str]) -> None:
         self._check_types()
+        self._set("metrics_observer", resolve_metrics(self.metrics))
         if self.sources is None:
             self._check_user_name()
             self._check_roles()
@@ -420,8 +426,8 @@ class JwtHeadersConfig:
                 continue
             value = getattr(self, option.name)
             default = option.default
-            if option.name == "sources":
-                continue  # checked entry by entry in _check_sources
+            if option.name in ("sources", "metrics"):
+                continue  # checked entry by entry in _check_sources; resolved in _check
             if isinstance(default, bool):
                 if not isinstance(value, bool):
                     raise ConfigError(f"{option.name}={value!r}: must be true or false")

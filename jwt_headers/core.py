@@ -60,6 +60,7 @@ def build_verifier(config: JwtHeadersConfig, clock: Callable[[], float]) -> Toke
             max_stale=config.jwks_max_stale,
             clock=clock,
             session=session,
+            metrics=config.metrics_observer,
         )
     userinfo = None
     if config.validate_userinfo and config.userinfo_endpoint:
@@ -68,6 +69,7 @@ def build_verifier(config: JwtHeadersConfig, clock: Callable[[], float]) -> Toke
             http_settings=settings,
             validate_subject=config.validate_subject,
             session=session,
+            metrics=config.metrics_observer,
         )
     return TokenVerifier(config, clock=clock, jwks=jwks, userinfo=userinfo)
 
@@ -131,6 +133,7 @@ class Authenticator:
         self.config = config
         self.clock = clock
         self._rules = config.path_rules
+        self._metrics = config.metrics_observer
         trust = PeerTrust(config.trusted_networks, config.trust_every_peer)
         self.readers = tuple(
             SourceReader(
@@ -145,14 +148,52 @@ class Authenticator:
         first = self.readers[0]
         # The first source's parts, for tests and tools that look inside one source.
         self.verifier, self._cache, self._refused = first.verifier, first._cache, first._refused
+        # The common case, decided here once: one source, no metrics, and at most a method
+        # rule (the default exempts OPTIONS). Then a request costs one source read.
+        rules = config.path_rules
+        self._only_methods: frozenset[str] | None = None
+        if rules is not None and not rules.has_paths:
+            self._only_methods = rules.exempt_methods
+        if (
+            len(self.readers) == 1
+            and self._metrics is None
+            and (rules is None or not rules.has_paths)
+        ):
+            self.authenticate = self._fast_path(first)  # type: ignore[method-assign,assignment]
 
     def authenticate(self, environ: Mapping[str, Any]) -> tuple[Principal | None, list[str]]:
         """The principal (``None``: anonymous) and the environ keys of unbelieved headers.
 
         Raises :class:`Refusal` when the request must not reach the app.
         """
-        principal, dropped, _reader = self.authenticate_by(environ)
-        return principal, dropped
+        found, unbelieved, _reader = self.authenticate_by(environ)
+        return found, unbelieved
+
+    def _fast_path(self, reader: SourceReader) -> Callable[[Mapping[str, Any]], Any]:
+        """:meth:`authenticate` for one source, no metrics and at most a method rule, with
+        everything it needs bound as locals: the cache-hit path runs millions of times."""
+        read, anonymous_ok = reader.read, self.config.allow_anonymous
+        methods = self._only_methods or frozenset()
+
+        def authenticate(environ: Mapping[str, Any]) -> tuple[Principal | None, list[str]]:
+            if methods:
+                method = environ.get("REQUEST_METHOD")
+                if isinstance(method, str) and (
+                    method in methods or (not method.isupper() and method.upper() in methods)
+                ):
+                    return None, []  # an exempt method: nothing read
+            dropped: list[str] = []
+            principal = read(environ, dropped)
+            if principal is None and not anonymous_ok:
+                raise Unauthenticated()
+            return principal, dropped
+
+        return authenticate
+
+    def report_refusal(self, reason: str) -> None:
+        """Count a refusal decided outside the pipeline (the adapter's last-resort net)."""
+        if self._metrics is not None:
+            self._metrics.refused(reason)
 
     def authenticate_by(
         self, environ: Mapping[str, Any]
@@ -163,8 +204,29 @@ class Authenticator:
             rule = self._rules.decide(
                 environ.get("REQUEST_METHOD"), environ.get("SCRIPT_NAME"), environ.get("PATH_INFO")
             )
-            if rule is PathRule.EXEMPT:
-                return None, [], None  # no header read, no IdP call: anonymous by the rule
+        metrics = self._metrics
+        if rule is PathRule.EXEMPT:  # no header read, no IdP call: anonymous by the rule
+            if metrics is not None:
+                metrics.exempt()
+            return None, [], None
+        if metrics is None:
+            return self._read_sources(environ, rule)
+        try:
+            principal, dropped, decider = self._read_sources(environ, rule)
+        except Refusal as refusal:
+            metrics.refused(refusal.reason)
+            raise
+        for _ in dropped:
+            metrics.untrusted_header()
+        if principal is not None:
+            metrics.allowed()
+        else:
+            metrics.anonymous()
+        return principal, dropped, decider
+
+    def _read_sources(
+        self, environ: Mapping[str, Any], rule: PathRule
+    ) -> tuple[Principal | None, list[str], SourceReader | None]:
         dropped: list[str] = []
         decided: Principal | None = None
         decider: SourceReader | None = None
@@ -208,6 +270,7 @@ class SourceReader:
         self._refused = LocalCache(config.negative_cache_size, clock)
         self._flight = SingleFlight()
         self._trust = trust
+        self._metrics = config.metrics_observer
         self._user = HeaderSource(config.user_name_header, config.user_header_self_verifying)
         # R19: a robot's Authorization beside a proxy's token header must not silently lose.
         self._rival_key: str | None = None
@@ -238,6 +301,8 @@ class SourceReader:
                 self._refuse_conflict(user_value, rival)
         key = user_value if self._roles is None else (user_value, roles_value)
         result = self._cache.get(key)
+        if self._metrics is not None:
+            self._metrics.token_cache(result is not None)
         if result is None:
             result = self._miss(key, user_value, roles_value)
         if result is _NOT_OURS:

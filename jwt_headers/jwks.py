@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -28,6 +29,7 @@ from jwt.exceptions import PyJWKSetError, PyJWTError
 
 from . import http
 from .errors import IdpUnavailable, InvalidToken
+from .metrics import Metrics
 
 logger = logging.getLogger("jwt_headers")
 
@@ -96,8 +98,10 @@ class JwksClient:
         max_stale: float = 86400,
         clock: Callable[[], float],
         session: requests.Session | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.uri = uri
+        self._metrics = metrics
         self._algorithms = frozenset(algorithms)
         self._http = http_settings
         self._ttl = cache_ttl
@@ -175,9 +179,12 @@ class JwksClient:
                 return None
             state.last_attempt = self._clock()
             state.fetches += 1
+            started = time.monotonic()
             try:
                 state.keys = self._fetch()
             except http.FetchFailed as failure:
+                if self._metrics is not None:
+                    self._metrics.idp_call("jwks", False, time.monotonic() - started)
                 state.failures += 1
                 logger.warning(
                     "jwks_fetch_failed reason=%s: keeping %s",
@@ -185,6 +192,8 @@ class JwksClient:
                     "the last good keys" if state.keys else "no keys (requests get 503)",
                 )
                 return None
+            if self._metrics is not None:
+                self._metrics.idp_call("jwks", True, time.monotonic() - started)
             return state.keys
 
     def _fetch(self) -> KeySet:

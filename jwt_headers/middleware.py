@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import JwtHeadersConfig
 from .core import Authenticator
+from .doctor import RequestWatch, log_static_findings
 from .errors import ConfigError, IdpUnavailable, InvalidToken, Refusal
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("jwt_headers")
 
 PRINCIPAL_KEY = "jwt_headers.principal"
+#: Set on every environ this middleware passes on, so a second one behind it can tell.
+MARKER_KEY = "jwt_headers.middleware"
 
 
 def refusal_response(refusal: Refusal) -> tuple[str, list[tuple[str, str]], bytes]:
@@ -84,8 +87,14 @@ class JwtHeadersMiddleware:
         self.app = app
         self.config = config
         self.authenticator = Authenticator(config, clock=clock)
+        log_static_findings(config)
+        self._marker = id(self)
+        self._watch: RequestWatch | None = RequestWatch(config, MARKER_KEY, self._marker)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        watch = self._watch
+        if watch is not None and not watch.observe(environ):
+            self._watch = None  # the first requests are seen: no cost from now on
         environ.pop("REMOTE_USER", None)
         environ.pop(PRINCIPAL_KEY, None)
         try:
@@ -98,6 +107,7 @@ class JwtHeadersMiddleware:
                 type(exc).__name__,
                 extra={"reason": "internal_error", "fingerprint": None},
             )
+            self.authenticator.report_refusal("internal_error")
             return self._refuse(
                 InvalidToken("internal_error", "credentials could not be processed"),
                 start_response,
@@ -107,6 +117,7 @@ class JwtHeadersMiddleware:
         if principal is not None:
             environ["REMOTE_USER"] = principal.name
             environ[PRINCIPAL_KEY] = principal
+        environ[MARKER_KEY] = self._marker
         return self.app(environ, start_response)
 
     @staticmethod

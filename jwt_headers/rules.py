@@ -113,6 +113,7 @@ class PathRules:
             if pattern is not None
         ]
         self._paths = re.compile("|".join(groups)) if groups else None
+        self.has_paths = self._paths is not None
 
     @property
     def empty(self) -> bool:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 import requests
 
 from . import http
 from .errors import IdpUnavailable, InvalidToken
+from .metrics import Metrics
 
 logger = logging.getLogger("jwt_headers")
 
@@ -31,8 +33,10 @@ class UserinfoClient:
         http_settings: http.HttpSettings,
         validate_subject: bool,
         session: requests.Session | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self._metrics = metrics
         self._http = http_settings
         self._validate_subject = validate_subject
         self._session = session or http.new_session()
@@ -40,6 +44,20 @@ class UserinfoClient:
 
     def check(self, token: str, claims: dict[str, Any]) -> None:
         """Return when the provider accepts ``token``; raise a :class:`Refusal` otherwise."""
+        if self._metrics is None:
+            self._check(token, claims)
+            return
+        started, answered = time.monotonic(), False
+        try:
+            self._check(token, claims)
+            answered = True
+        except InvalidToken:
+            answered = True  # the provider answered: it refuses the token
+            raise
+        finally:
+            self._metrics.idp_call("userinfo", answered, time.monotonic() - started)
+
+    def _check(self, token: str, claims: dict[str, Any]) -> None:
         self.calls += 1
         try:
             answer = http.get(

@@ -41,9 +41,19 @@ logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name
 def create_app(config: JwtHeadersConfig | None = None) -> Flask:
     """The app, protected by jwt-headers (``config`` defaults to the ``JWT_HEADERS_*`` env)."""
     app = Flask(__name__)
-    app.wsgi_app = JwtHeadersMiddleware(  # type: ignore[method-assign]
-        app.wsgi_app, config if config is not None else JwtHeadersConfig.from_env()
-    )
+    if config is None:
+        config = JwtHeadersConfig.from_env()
+    app.wsgi_app = JwtHeadersMiddleware(app.wsgi_app, config)  # type: ignore[method-assign]
+
+    if config.metrics == "prometheus":  # JWT_HEADERS_METRICS=prometheus
+
+        @app.get("/metrics")
+        def metrics() -> tuple[bytes, int, dict[str, str]]:
+            """Prometheus scrapes the middleware's counters here (jwt-headers[prometheus])."""
+            import prometheus_client
+
+            headers = {"Content-Type": prometheus_client.CONTENT_TYPE_LATEST}
+            return prometheus_client.generate_latest(), 200, headers
 
     @app.get("/whoami")
     def whoami() -> dict[str, object]:

@@ -25,6 +25,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -356,6 +357,32 @@ def test_non_exempt_paths_through_gunicorn_need_a_credential(rules_server, path)
     accepted = rules_server.get([("X-User", "alice")], path=path)
     assert accepted.status == 200, (path, accepted.status, accepted.body)
     assert accepted.json["user"] == "alice"
+
+
+# --------------------------------------------------------------------------- the doctor at run time
+def test_doctor_warns_when_gunicorn_drops_the_underscore_header() -> None:
+    """Issue 13: the header is configured with '_', gunicorn drops it, the app sees anonymous
+    requests and nothing else would say why: after its watch the middleware logs it once, with
+    the fix; and no request ever came from trusted_proxies."""
+    from jwt_headers.doctor import WATCHED_REQUESTS
+
+    config = {**JSON_USER, "trusted_proxies": "10.0.0.5"}
+    with gunicorn_server(config) as server:
+        for _ in range(WATCHED_REQUESTS + 1):
+            assert (
+                server.echo([("OIDC_id_token_payload", '{"preferred_username": "a"}')])["user"]
+                is None
+            )
+        deadline = time.monotonic() + 5
+        while "doctor no_trusted_peer" not in server.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        log = server.log()
+    dropped = [line for line in log.splitlines() if "doctor dropped" in line]
+    assert len(dropped) == 1, log
+    assert "gunicorn" in dropped[0]
+    assert "'OIDC-id-token-payload'" in dropped[0]
+    assert log.count("doctor no_trusted_peer") == 1
+    assert log.count("doctor underscore_header") == 1  # the static finding, at start-up
 
 
 # --------------------------------------------------------------------------- forwarder headers
