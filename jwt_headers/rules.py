@@ -127,13 +127,8 @@ class PathRules:
 
     def decide(self, method: object, script_name: object, path_info: object) -> PathRule:
         """The rule for one request (values as the WSGI environ holds them)."""
-        methods = self.exempt_methods
-        if (
-            methods
-            and isinstance(method, str)
-            and (method in methods or (not method.isupper() and method.upper() in methods))
-        ):
-            return _EXEMPT
+        if self.exempt_methods and type(method) is str and method in self.exempt_methods:
+            return _EXEMPT  # compared exactly: methods are case-sensitive (RFC 9110 9.1)
         if self._paths is None:
             return _DEFAULT
         script = script_name if isinstance(script_name, str) else ""

@@ -159,8 +159,10 @@ def test_options_is_exempt_by_default_even_on_protected_paths():
         status, _, environ = request(middleware, path, method="OPTIONS")
         assert status == 200
         assert "REMOTE_USER" not in environ
-    status, _, _ = request(middleware, "/api", method="options")  # methods compare uppercased
-    assert status == 200
+    # RFC 9110 9.1: the method is case-sensitive; "options" is not OPTIONS, so it is
+    # authenticated like any other request (fail closed)
+    status, _, _ = request(middleware, "/api", method="options")
+    assert status == 401
 
 
 def test_exempt_methods_empty_switches_the_exemption_off():
@@ -171,7 +173,7 @@ def test_exempt_methods_empty_switches_the_exemption_off():
 
 
 def test_exempt_methods_other_methods():
-    middleware = strict(exempt_methods=["OPTIONS", "head"])
+    middleware = strict(exempt_methods=["OPTIONS", "head"])  # configured names are upper-cased
     assert request(middleware, "/api", method="HEAD")[0] == 200
     assert request(middleware, "/api", method="GET")[0] == 401
 
