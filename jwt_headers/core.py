@@ -24,6 +24,7 @@ from .http import HttpSettings, new_session
 from .identity import check_user_name, name_from_claims, roles_from_claims, roles_from_header
 from .jwks import JwksClient
 from .logtools import fingerprint, safe
+from .metrics import Metrics
 from .principal import Claims, Principal
 from .rolemap import convert_roles
 from .rules import PathRule
@@ -154,10 +155,9 @@ class Authenticator:
         self._only_methods: frozenset[str] | None = None
         if rules is not None and not rules.has_paths:
             self._only_methods = rules.exempt_methods
-        if (
-            len(self.readers) == 1
-            and self._metrics is None
-            and (rules is None or not rules.has_paths)
+        one_header = first._roles is None and first._rival_key is None
+        if len(self.readers) == 1 and (
+            one_header or (self._metrics is None and (rules is None or not rules.has_paths))
         ):
             self.authenticate = self._fast_path(first)  # type: ignore[method-assign,assignment]
 
@@ -195,16 +195,27 @@ class Authenticator:
     ) -> Callable[[Mapping[str, Any]], Any]:
         """The fast path when the source reads one header: :meth:`SourceReader.read` inlined
         (the same steps, keyed by the header value alone), one call less per request."""
-        source, trust, cache_get, miss = (
-            reader._user,
-            reader._trust,
-            reader._cache.get,
-            reader._miss,
-        )
+        source, trust = reader._user, reader._trust
+        cache_get, miss = reader._cache.get, reader._miss
         anonymous_ok = self.config.allow_anonymous
+        metrics = self._metrics
+        if metrics is not None:
+            return self._one_header_path_with_metrics(reader, methods, metrics)
+
+        rules = self._rules if self._rules is not None and self._rules.has_paths else None
 
         def authenticate(environ: Mapping[str, Any]) -> tuple[Principal | None, list[str]]:
-            if methods:
+            protected = False
+            if rules is not None:
+                rule = rules.decide(
+                    environ.get("REQUEST_METHOD"),
+                    environ.get("SCRIPT_NAME"),
+                    environ.get("PATH_INFO"),
+                )
+                if rule is PathRule.EXEMPT:
+                    return None, []  # nothing read, no IdP call: anonymous by the rule
+                protected = rule is PathRule.PROTECTED
+            elif methods:
                 method = environ.get("REQUEST_METHOD")
                 if type(method) is str and method in methods:
                     return None, []  # an exempt method: nothing read
@@ -216,8 +227,62 @@ class Authenticator:
                     result = miss(value, value, None)
                 if result is not _NOT_OURS:
                     return result, dropped
-            if not anonymous_ok:
+            if protected or not anonymous_ok:
                 raise Unauthenticated()
+            return None, dropped
+
+        return authenticate
+
+    def _one_header_path_with_metrics(
+        self, reader: SourceReader, methods: frozenset[str], metrics: Metrics
+    ) -> Callable[[Mapping[str, Any]], Any]:
+        """:meth:`_one_header_path`, reporting each step to ``metrics`` as
+        :meth:`authenticate_by` does."""
+        source, trust = reader._user, reader._trust
+        cache_get, miss = reader._cache.get, reader._miss
+        anonymous_ok = self.config.allow_anonymous
+        hit, allowed = metrics.token_cache, metrics.allowed
+
+        rules = self._rules if self._rules is not None and self._rules.has_paths else None
+
+        def authenticate(environ: Mapping[str, Any]) -> tuple[Principal | None, list[str]]:
+            protected = False
+            if rules is not None:
+                rule = rules.decide(
+                    environ.get("REQUEST_METHOD"),
+                    environ.get("SCRIPT_NAME"),
+                    environ.get("PATH_INFO"),
+                )
+                if rule is PathRule.EXEMPT:
+                    metrics.exempt()
+                    return None, []
+                protected = rule is PathRule.PROTECTED
+            elif methods:
+                method = environ.get("REQUEST_METHOD")
+                if type(method) is str and method in methods:
+                    metrics.exempt()
+                    return None, []
+            dropped: list[str] = []
+            try:
+                value = read_header(source, environ, trust, dropped)
+                if value is not None:
+                    result = cache_get(value)
+                    hit(result is not None)
+                    if result is None:
+                        result = miss(value, value, None)
+                    if result is not _NOT_OURS:
+                        for _ in dropped:
+                            metrics.untrusted_header()
+                        allowed()
+                        return result, dropped
+                if protected or not anonymous_ok:
+                    raise Unauthenticated()
+            except Refusal as refusal:
+                metrics.refused(refusal.reason)
+                raise
+            for _ in dropped:
+                metrics.untrusted_header()
+            metrics.anonymous()
             return None, dropped
 
         return authenticate

@@ -90,6 +90,9 @@ def _methods(option: str, methods: Iterable[str]) -> frozenset[str]:
 
 
 _DEFAULT, _EXEMPT, _PROTECTED = PathRule.DEFAULT, PathRule.EXEMPT, PathRule.PROTECTED
+#: How many path decisions are remembered, and up to which path length.
+_REMEMBERED_PATHS = 4096
+_MAX_REMEMBERED_PATH = 256
 
 
 class PathRules:
@@ -114,6 +117,9 @@ class PathRules:
         ]
         self._paths = re.compile("|".join(groups)) if groups else None
         self.has_paths = self._paths is not None
+        #: Decisions per path as sent: the same few paths come again and again, and a lookup
+        #: is cheaper than a regular expression. Bounded; see :meth:`decide`.
+        self._decided: dict[str, PathRule] = {}
 
     @property
     def empty(self) -> bool:
@@ -134,6 +140,17 @@ class PathRules:
         script = script_name if isinstance(script_name, str) else ""
         info = path_info if isinstance(path_info, str) else ""
         raw = script + info
+        decided = self._decided.get(raw)
+        if decided is not None:
+            return decided
+        decided = self._decide_path(script, info, raw)
+        if len(raw) <= _MAX_REMEMBERED_PATH:
+            if len(self._decided) >= _REMEMBERED_PATHS:
+                self._decided.clear()  # bounded: many distinct paths just start over
+            self._decided[raw] = decided
+        return decided
+
+    def _decide_path(self, script: str, info: str, raw: str) -> PathRule:
         if raw[:1] == "/" and "//" not in raw and "/." not in raw:
             found = self._match(raw)  # already normal: the common case, one match
             if found is None:

@@ -336,3 +336,19 @@ def test_rules_from_mapping_env_and_toml(tmp_path):
     assert JwtHeadersConfig.from_mapping({"user_name_header": "X-User"}).exempt_methods == (
         "OPTIONS",
     )
+
+
+def test_remembered_decisions_are_bounded_and_stay_right():
+    """Decisions are remembered per path (a lookup instead of a regular expression), in a
+    bounded table: a flood of distinct paths never grows it past its bound, long paths are not
+    kept, and every answer stays the one the patterns give."""
+    rules = PathRules(["/healthz"], ["OPTIONS"], ["/admin"])
+    for index in range(10_000):
+        assert rules.decide("GET", "", f"/api/{index}") is PathRule.DEFAULT
+        assert len(rules._decided) <= 4096
+    assert rules.decide("GET", "", "/admin/x") is PathRule.PROTECTED
+    assert rules.decide("GET", "", "/admin/x") is PathRule.PROTECTED  # remembered
+    assert rules.decide("GET", "", "/healthz") is PathRule.EXEMPT
+    long = "/admin/" + "x" * 300
+    assert rules.decide("GET", "", long) is PathRule.PROTECTED
+    assert long not in rules._decided

@@ -297,3 +297,24 @@ def test_explain_says_which_source_decided(idp_server):
     text = out.getvalue()
     assert "decided by   source 1: Authorization" in text or "source 1: Authorization" in text
     assert token not in text
+
+
+def test_protected_paths_with_several_sources(idp_server):
+    """The general path (several sources) keeps protected paths never anonymous."""
+    middleware = both(idp_server, protected_paths=["/admin"])
+    app = middleware.app = RecordingApp()
+    statuses: list[str] = []
+    for path in ("/admin", "//admin/x", "/elsewhere"):
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "REMOTE_ADDR": "127.0.0.1"}
+        middleware(environ, lambda status, headers, exc_info=None: statuses.append(status))
+    assert statuses == ["401 Unauthorized", "401 Unauthorized", "200 OK"]
+    assert len(app.calls) == 1
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/admin",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_OIDC_ID_TOKEN_PAYLOAD": document(),
+    }
+    middleware(environ, lambda status, headers, exc_info=None: statuses.append(status))
+    assert statuses[-1] == "200 OK"
+    assert app.environ["REMOTE_USER"] == "alice"
