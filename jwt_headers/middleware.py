@@ -117,7 +117,8 @@ class JwtHeadersMiddleware:
         if principal is not None:
             environ["REMOTE_USER"] = principal.name
             environ[PRINCIPAL_KEY] = principal
-        environ[MARKER_KEY] = self._marker
+        if self._watch is not None:  # a second middleware behind us watches the same requests
+            environ[MARKER_KEY] = self._marker
         return self.app(environ, start_response)
 
     @staticmethod
