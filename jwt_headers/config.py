@@ -154,6 +154,7 @@ SOURCE_OPTIONS = frozenset(
         "audience",
         "validate_issuer",
         "issuer",
+        "discovery",
         "algorithms",
         "token_types",
         "leeway",
@@ -222,6 +223,7 @@ class JwtHeadersConfig:
     audience: tuple[str, ...] | None = None
     validate_issuer: bool = False
     issuer: tuple[str, ...] | None = None
+    discovery: bool = False
     algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
     token_types: tuple[str, ...] | None = None
     leeway: float = 30
@@ -647,7 +649,9 @@ class JwtHeadersConfig:
                 )
         if not self.algorithms:
             raise ConfigError("algorithms must name at least one algorithm, e.g. RS256")
-        if self.validate_signature:
+        if self.discovery:
+            self._check_discovery()
+        if self.validate_signature and not (self.discovery and self.jwks_uri is None):
             self._set("jwks_uri", _check_url("jwks_uri", self.jwks_uri))
             if not self.validate_issuer:
                 logger.warning(
@@ -655,7 +659,7 @@ class JwtHeadersConfig:
                     "keys at jwks_uri is accepted, including other tenants' or realms' on a shared "
                     "identity provider; set validate_issuer=true and issuer=<the 'iss' value>"
                 )
-        if self.validate_userinfo:
+        if self.validate_userinfo and not (self.discovery and self.userinfo_endpoint is None):
             self._set("userinfo_endpoint", _check_url("userinfo_endpoint", self.userinfo_endpoint))
         if self.validate_audience:
             if not self.audience:
@@ -669,6 +673,29 @@ class JwtHeadersConfig:
             raise ConfigError(
                 "issuer is required with validate_issuer: the exact 'iss' value(s), e.g. "
                 "'https://idp.example/realms/r'"
+            )
+
+    def _check_discovery(self) -> None:
+        """``discovery`` reads ``<issuer>/.well-known/openid-configuration``: one configured
+        issuer, an http(s) URL; the document must name exactly it (R33: never a token's)."""
+        issuers = self.issuer or ()
+        if len(issuers) != 1:
+            raise ConfigError(
+                "discovery needs exactly one issuer (the provider's 'iss', e.g. "
+                f"'https://idp.example/realms/r'); got {list(issuers)!r}. For several providers "
+                "give one source per provider"
+            )
+        _check_url("issuer", issuers[0])
+        if not self.validate_issuer:
+            raise ConfigError(
+                "discovery trusts the keys of the issuer it reads; set validate_issuer=true so "
+                "only that issuer's tokens are accepted (a shared provider signs other realms' "
+                "tokens with the same keys)"
+            )
+        if not (self.validate_signature or self.validate_userinfo):
+            raise ConfigError(
+                "discovery finds jwks_uri and userinfo_endpoint, but neither validate_signature "
+                "nor validate_userinfo is on; turn one on, or discovery off"
             )
 
     def _check_trust(self) -> None:

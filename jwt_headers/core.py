@@ -18,9 +18,10 @@ from typing import Any, Protocol
 from .cache import LocalCache, TokenCache
 from .config import JwtHeadersConfig
 from .decode import Document, bearer_token, check_size, decode_json, decode_jwt, value_text
+from .discovery import DiscoveryClient
 from .errors import InvalidToken, Refusal, Unauthenticated
 from .flight import SingleFlight
-from .http import HttpSettings, new_session
+from .http import FetchFailed, HttpSettings, new_session
 from .identity import check_user_name, name_from_claims, roles_from_claims, roles_from_header
 from .jwks import JwksClient
 from .logtools import fingerprint, safe
@@ -50,10 +51,18 @@ def build_verifier(config: JwtHeadersConfig, clock: Callable[[], float]) -> Toke
         config.http_connect_timeout, config.http_read_timeout, config.max_response_bytes
     )
     session = new_session()
+    jwks_uri: str | Callable[[bool], str] | None = config.jwks_uri
+    userinfo_endpoint: str | Callable[[], str] | None = config.userinfo_endpoint
+    if config.discovery:
+        discovery = _start_discovery(config, settings, session)
+        if jwks_uri is None:
+            jwks_uri = _discovered_jwks_uri(discovery)
+        if userinfo_endpoint is None:
+            userinfo_endpoint = _discovered_userinfo(discovery)
     jwks = None
-    if config.validate_signature and config.jwks_uri:
+    if config.validate_signature and jwks_uri:
         jwks = JwksClient(
-            config.jwks_uri,
+            jwks_uri,
             algorithms=config.algorithms,
             http_settings=settings,
             cache_ttl=config.jwks_cache_ttl,
@@ -64,15 +73,49 @@ def build_verifier(config: JwtHeadersConfig, clock: Callable[[], float]) -> Toke
             metrics=config.metrics_observer,
         )
     userinfo = None
-    if config.validate_userinfo and config.userinfo_endpoint:
+    if config.validate_userinfo and userinfo_endpoint:
         userinfo = UserinfoClient(
-            config.userinfo_endpoint,
+            userinfo_endpoint,
             http_settings=settings,
             validate_subject=config.validate_subject,
             session=session,
             metrics=config.metrics_observer,
         )
     return TokenVerifier(config, clock=clock, jwks=jwks, userinfo=userinfo)
+
+
+def _start_discovery(
+    config: JwtHeadersConfig, settings: HttpSettings, session: Any
+) -> DiscoveryClient:
+    """Read the provider's document now; a provider that is down does not stop the app (its
+    requests get 503 until the document can be read)."""
+    assert config.issuer is not None  # the config checks demand exactly one with discovery
+    discovery = DiscoveryClient(
+        config.issuer[0], http_settings=settings, session=session, metrics=config.metrics_observer
+    )
+    with contextlib.suppress(FetchFailed):
+        discovery.endpoints()
+    return discovery
+
+
+def _discovered_jwks_uri(discovery: DiscoveryClient) -> Callable[[bool], str]:
+    def jwks_uri(refetch: bool) -> str:
+        found = discovery.endpoints(refresh=refetch).jwks_uri
+        if found is None:
+            raise FetchFailed("discovery_has_no_jwks_uri")
+        return found
+
+    return jwks_uri
+
+
+def _discovered_userinfo(discovery: DiscoveryClient) -> Callable[[], str]:
+    def userinfo_endpoint() -> str:
+        found = discovery.endpoints().userinfo_endpoint
+        if found is None:
+            raise FetchFailed("discovery_has_no_userinfo_endpoint")
+        return found
+
+    return userinfo_endpoint
 
 
 def _fingerprint(value: str, fmt: str) -> str:

@@ -186,6 +186,7 @@ def _no_effect_findings(source: JwtHeadersConfig, where: str) -> list[Finding]:
             "validate_issuer",
             "validate_audience",
             "validate_userinfo",
+            "discovery",
         ):
             if _set(source, option):
                 findings.append(

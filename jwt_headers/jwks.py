@@ -89,7 +89,7 @@ class JwksClient:
 
     def __init__(
         self,
-        uri: str,
+        uri: str | Callable[[bool], str],
         *,
         algorithms: Iterable[str],
         http_settings: http.HttpSettings,
@@ -197,7 +197,10 @@ class JwksClient:
             return state.keys
 
     def _fetch(self) -> KeySet:
-        answer = http.get(self._session, self.uri, self._http)
+        # A callable finds the URL (discovery), told whether this is a re-fetch (then it reads
+        # the provider's document again, so moved keys are followed).
+        uri = self.uri if isinstance(self.uri, str) else self.uri(self._state.keys is not None)
+        answer = http.get(self._session, uri, self._http)
         if answer.status != 200:
             raise http.FetchFailed(f"status_{answer.status}")
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -28,7 +29,7 @@ class UserinfoClient:
 
     def __init__(
         self,
-        endpoint: str,
+        endpoint: str | Callable[[], str],
         *,
         http_settings: http.HttpSettings,
         validate_subject: bool,
@@ -60,9 +61,10 @@ class UserinfoClient:
     def _check(self, token: str, claims: dict[str, Any]) -> None:
         self.calls += 1
         try:
+            endpoint = self.endpoint if isinstance(self.endpoint, str) else self.endpoint()
             answer = http.get(
                 self._session,
-                self.endpoint,
+                endpoint,
                 self._http,
                 headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
             )

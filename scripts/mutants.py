@@ -177,6 +177,14 @@ MUTANTS: list[Mutant] = [
         'if encoding == "utf8":',
         "test_encoding.py",
     ),
+    # --- discovery (issue 14)
+    _m(
+        "discovery: the document's issuer",
+        "discovery.py",
+        'if document.get("issuer") != self.issuer:',
+        "if False:",
+        "test_discovery.py",
+    ),
     # --- path rules (issue 13)
     _m(
         "rules: protected paths",

@@ -436,8 +436,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(idp.userinfo_mode, self._userinfo_ok, "/userinfo/moved")
         elif path == "/userinfo/moved":
             self._answer("ok", self._userinfo_ok, "/userinfo/moved")
-        elif path == "/.well-known/openid-configuration":
-            self._answer("ok", self._discovery, "/")
+        elif path.endswith("/.well-known/openid-configuration"):
+            self._answer(idp.discovery_mode, self._discovery, "/")
         else:
             self._send(404, {"error": "not_found"})
 
@@ -472,6 +472,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _discovery(self) -> tuple[int, Any, dict[str, str]]:
         idp = self.server.idp
+        if idp.discovery_body is not None:
+            return 200, idp.discovery_body, {}
         return (
             200,
             {
@@ -583,6 +585,10 @@ class IdpServer:
         self.errors: list[BaseException] = []
         self._jwks_mode = "ok"
         self._userinfo_mode = "ok"
+        self._discovery_mode = "ok"
+        #: Replaces the discovery document when set (``/.well-known/openid-configuration`` under
+        #: any path prefix, so an issuer with a path works).
+        self.discovery_body: Any = None
         self._cond = threading.Condition()
         self._hits: Counter[str] = Counter()
         self._requests: list[Recorded] = []
@@ -601,6 +607,14 @@ class IdpServer:
     @jwks_mode.setter
     def jwks_mode(self, mode: str) -> None:
         self._jwks_mode = _check_mode(mode, JWKS_MODES)
+
+    @property
+    def discovery_mode(self) -> str:
+        return self._discovery_mode
+
+    @discovery_mode.setter
+    def discovery_mode(self, mode: str) -> None:
+        self._discovery_mode = _check_mode(mode, USERINFO_MODES)
 
     @property
     def userinfo_mode(self) -> str:

@@ -89,6 +89,7 @@ README_DEFAULTS: dict[str, Any] = {
     "header_encoding": "auto",
     "sources": None,
     "metrics": None,
+    "discovery": False,
     "exempt_paths": (),
     "exempt_methods": ("OPTIONS",),
     "protected_paths": (),
@@ -148,7 +149,7 @@ def test_contract_default(option, expected):
 def test_readme_default(option, expected):
     value = getattr(build(user_name_header="X"), option)
     assert value == expected
-    assert not isinstance(value, bool)
+    assert isinstance(value, bool) is isinstance(expected, bool)
 
 
 def test_every_option_has_a_documented_default():

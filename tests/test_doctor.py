@@ -108,6 +108,7 @@ def test_anonymous_everywhere():
         {"jwks_uri": "https://idp.example/certs"},
         {"userinfo_endpoint": "https://idp.example/me"},
         {"validate_issuer": True},
+        {"discovery": True},
     ],
 )
 def test_validation_options_while_validate_token_is_off(option):
