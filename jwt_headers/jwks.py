@@ -81,6 +81,9 @@ class _State:
     last_attempt: float | None = None
     fetches: int = 0
     failures: int = 0
+    #: Failed fetches since the last good one: while no key set was ever fetched, the wait
+    #: before the next attempt doubles from one second up to the cooldown.
+    failures_in_row: int = 0
     fetch_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -147,16 +150,25 @@ class JwksClient:
             retry_after=int(self._retry_after()),
         )
 
+    def _wait(self) -> float:
+        """How long after an attempt the next may start: the cooldown, except while no key set
+        was ever fetched, when it backs off 1, 2, 4... seconds up to the cooldown, so a provider
+        that was down for the first request is used within about a second of coming back."""
+        state = self._state
+        if state.keys is None and state.failures_in_row > 0:
+            return float(min(self._cooldown, 2 ** min(state.failures_in_row - 1, 16)))
+        return self._cooldown
+
     def _retry_after(self) -> float:
         last = self._state.last_attempt
         if last is None:
             return 1
-        return max(1.0, self._cooldown - (self._clock() - last))
+        return max(1.0, self._wait() - (self._clock() - last))
 
     def _due(self, force: bool) -> bool:
         state = self._state
         now = self._clock()
-        if state.last_attempt is not None and now - state.last_attempt < self._cooldown:
+        if state.last_attempt is not None and now - state.last_attempt < self._wait():
             return False  # somebody fetched (or failed to) a moment ago
         if force or state.keys is None:
             return True
@@ -186,12 +198,14 @@ class JwksClient:
                 if self._metrics is not None:
                     self._metrics.idp_call("jwks", False, time.monotonic() - started)
                 state.failures += 1
+                state.failures_in_row += 1
                 logger.warning(
                     "jwks_fetch_failed reason=%s: keeping %s",
                     failure.reason,
                     "the last good keys" if state.keys else "no keys (requests get 503)",
                 )
                 return None
+            state.failures_in_row = 0
             if self._metrics is not None:
                 self._metrics.idp_call("jwks", True, time.monotonic() - started)
             return state.keys

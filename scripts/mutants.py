@@ -185,6 +185,13 @@ MUTANTS: list[Mutant] = [
         "if False:",
         "test_discovery.py",
     ),
+    _m(
+        "R31 first-fetch back-off",
+        "jwks.py",
+        "            return float(min(self._cooldown, 2 ** min(state.failures_in_row - 1, 16)))",
+        "            return self._cooldown",
+        "test_keyset.py",
+    ),
     # --- path rules (issue 13)
     _m(
         "rules: protected paths",

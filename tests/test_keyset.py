@@ -144,10 +144,12 @@ def test_r27_r31_first_fetch_failing_gives_503_within_timeout(idp_server, mode):
 
 
 @pytest.mark.parametrize("mode", ["500", "garbage", "redirect", "down", "dead_url"])
-def test_r29_r31_failed_first_fetch_not_retried_within_cooldown_then_recovers(idp_server, mode):
-    """R29/R31: after a failed first fetch, further requests within the cooldown get 503 at once
-    without hammering the IdP; a 503 is not remembered as a refusal: once the IdP answers and
-    the cooldown has passed, the same token is accepted."""
+def test_r29_r31_failed_first_fetch_retries_back_off_then_recover(idp_server, mode):
+    """R29/R31 and issue 14: after a failed first fetch, requests get 503 at once without
+    hammering the IdP: while no key set was ever fetched the attempts back off 1, 2, 4, 8, 16
+    seconds, then once per cooldown (30 s), and Retry-After says how long is left. A 503 is not
+    remembered as a refusal: the first attempt after the IdP answers again accepts the same
+    token, so a provider down for the first request is used within seconds of coming back."""
     clock = FrozenClock()
     if mode == "dead_url":
         middleware = robot(idp_server, clock, jwks_uri=dead_url())
@@ -156,21 +158,42 @@ def test_r29_r31_failed_first_fetch_not_retried_within_cooldown_then_recovers(id
         middleware = robot(idp_server, clock)
     token = fresh(idp_server.key, clock)
 
-    first = assert_unavailable(send(middleware, token))
-    assert first <= COOLDOWN
-    for step in (1, 10, 10):
-        clock.advance(step)
-        assert_unavailable(send(middleware, token))
+    assert assert_unavailable(send(middleware, token)) == 1
+    attempts_at = [0.0]
+    for step in (1, 2, 4, 8, 16, 30, 30):  # the wait before each next attempt
+        clock.advance(step - 0.5)
+        assert assert_unavailable(send(middleware, token)) == 1  # half a second still to wait
+        clock.advance(0.5)
         assert_unavailable(send(middleware, fresh(idp_server.key, clock)))
+        attempts_at.append(attempts_at[-1] + step)
     if mode == "dead_url":
         return
-    assert idp_server.jwks_requests == 1
+    assert idp_server.jwks_requests == len(attempts_at) == 8
     assert idp_server.hits("/jwks/moved") == 0
 
     idp_server.jwks_mode = "ok"
     clock.advance(COOLDOWN)
     assert_accepted(send(middleware, token))
+    assert idp_server.jwks_requests == 9
+
+
+def test_first_fetch_back_off_restarts_after_a_success(idp_server):
+    """The back-off is for a key set never fetched: once one was, a failed refresh waits the
+    cooldown as before (stale-if-error serves the known keys meanwhile)."""
+    clock = FrozenClock()
+    idp_server.jwks_mode = "500"
+    middleware = robot(idp_server, clock)
+    assert_unavailable(send(middleware, fresh(idp_server.key, clock)))
+    idp_server.jwks_mode = "ok"
+    clock.advance(1)
+    assert_accepted(send(middleware, fresh(idp_server.key, clock)))
     assert idp_server.jwks_requests == 2
+    idp_server.jwks_mode = "500"
+    clock.advance(400)  # past the key-set TTL: a refresh, which fails
+    assert_accepted(send(middleware, fresh(idp_server.key, clock)))  # the known keys serve
+    clock.advance(2)
+    assert_accepted(send(middleware, fresh(idp_server.key, clock)))
+    assert idp_server.jwks_requests == 3  # no back-off retries: the cooldown holds
 
 
 # --------------------------------------------------------------------------- R28: stale-if-error
