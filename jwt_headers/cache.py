@@ -25,6 +25,9 @@ class TokenCache(Protocol):
     def set(self, key: Hashable, value: Any, ttl: float | None) -> None:
         """Keep ``value`` for ``ttl`` seconds (``None``: until evicted)."""
 
+    def clear(self) -> None:
+        """Forget every entry (a signing key was withdrawn, R41)."""
+
 
 #: Entries are counted in units of this many bytes of key, so a cache of N entries holds N
 #: typical tokens but only a fraction as many 16 KB ones: bounded in entries and in bytes (R25).

@@ -411,6 +411,9 @@ class SourceReader:
         self._flight = SingleFlight()
         self._trust = trust
         self._metrics = config.metrics_observer
+        jwks = getattr(self.verifier, "jwks", None)
+        if isinstance(jwks, JwksClient):
+            jwks.on_revoked = self._forget_principals
         self._user = HeaderSource(config.user_name_header, config.user_header_self_verifying)
         # R19: a robot's Authorization beside a proxy's token header must not silently lose.
         self._rival_key: str | None = None
@@ -425,6 +428,13 @@ class SourceReader:
     @property
     def header(self) -> str:
         return self.config.user_name_header
+
+    def _forget_principals(self, revoked: frozenset[str]) -> None:
+        """R41: a key was withdrawn; every cached principal is checked again on its next
+        request (those signed by the withdrawn key are then refused as ``unknown_key``).
+        Forgetting all is simpler than tracking each entry's ``kid`` and costs one signature
+        check per token, once per withdrawal."""
+        self._cache.clear()
 
     def read(self, environ: Mapping[str, Any], dropped: list[str]) -> Principal | None:
         """This source's principal, or ``None`` (absent, not believed, another scheme); the

@@ -24,11 +24,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import requests
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt import PyJWK, PyJWKSet
 from jwt.exceptions import PyJWKSetError, PyJWTError
 
 from . import http
 from .errors import IdpUnavailable, InvalidToken
+from .logtools import safe
 from .metrics import Metrics
 
 logger = logging.getLogger("jwt_headers")
@@ -69,10 +71,33 @@ def usable_keys(jwks: list[object], algorithms: frozenset[str]) -> list[PyJWK]:
         loaded = PyJWKSet(candidates).keys if candidates else []
     except (PyJWKSetError, PyJWTError):
         loaded = []
-    keys = [key for key in loaded if key.algorithm_name in algorithms]
+    keys = [key for key in loaded if key.algorithm_name in algorithms and not _weak(key)]
     if not keys:
         raise http.FetchFailed("no_usable_keys")
     return keys
+
+
+#: Curves a key set may use (R42): NIST P-256/P-384/P-521; Ed25519/Ed448 are OKP keys.
+STRONG_CURVES = frozenset({"secp256r1", "secp384r1", "secp521r1"})
+MIN_RSA_BITS = 2048
+
+
+def _weak(key: PyJWK) -> bool:
+    """R42: an RSA key under 2048 bits or an EC key on another curve is never used; the
+    warning names its ``kid`` so the provider's operator can find it."""
+    public = key.key
+    weakness = None
+    if isinstance(public, rsa.RSAPublicKey | rsa.RSAPrivateKey) and public.key_size < MIN_RSA_BITS:
+        weakness = f"RSA {public.key_size} bits < {MIN_RSA_BITS}"
+    elif (
+        isinstance(public, ec.EllipticCurvePublicKey | ec.EllipticCurvePrivateKey)
+        and public.curve.name not in STRONG_CURVES
+    ):
+        weakness = f"curve {public.curve.name}"
+    if weakness is None:
+        return False
+    logger.warning("jwks_weak_key_skipped kid=%s: %s", safe(key.key_id, 64), weakness)
+    return True
 
 
 @dataclass
@@ -105,6 +130,9 @@ class JwksClient:
     ) -> None:
         self.uri = uri
         self._metrics = metrics
+        #: Called with the ``kid``\s a refreshed key set no longer holds (R41): results cached
+        #: for tokens signed with them must not be used any more.
+        self.on_revoked: Callable[[frozenset[str]], None] | None = None
         self._algorithms = frozenset(algorithms)
         self._http = http_settings
         self._ttl = cache_ttl
@@ -194,6 +222,11 @@ class JwksClient:
             started = time.monotonic()
             try:
                 state.keys = self._fetch()
+                if before is not None and self.on_revoked is not None:
+                    gone = frozenset(before.by_kid) - frozenset(state.keys.by_kid)
+                    if gone:
+                        logger.info("jwks_keys_revoked count=%d", len(gone))
+                        self.on_revoked(gone)
             except http.FetchFailed as failure:
                 if self._metrics is not None:
                     self._metrics.idp_call("jwks", False, time.monotonic() - started)

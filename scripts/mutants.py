@@ -192,6 +192,20 @@ MUTANTS: list[Mutant] = [
         "            return self._cooldown",
         "test_keyset.py",
     ),
+    _m(
+        "R41 withdrawn key forgets cached results",
+        "core.py",
+        "            jwks.on_revoked = self._forget_principals\n",
+        "            pass\n",
+        "test_keyset.py",
+    ),
+    _m(
+        "R42 weak keys skipped",
+        "jwks.py",
+        "and not _weak(key)]",
+        "]",
+        "test_keyset.py",
+    ),
     # --- path rules (issue 13)
     _m(
         "rules: protected paths",

@@ -13,11 +13,13 @@ bounded by small ``http_connect_timeout``/``http_read_timeout`` options and chec
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import secrets
 import threading
 import time
+import warnings
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any
 
@@ -687,3 +689,83 @@ def test_r4_a_key_with_a_non_string_kid_is_skipped_not_fatal(idp_server, bad_kid
     middleware = robot(idp_server, clock)
     answer = send(middleware, fresh(idp_server.key, clock))
     assert_accepted(answer)
+
+
+# --------------------------------------------------------------------------- R41 / R42
+def test_r41_withdrawn_key_stops_cached_tokens(idp_server):
+    """R41: a token accepted (and cached) while its key was published is refused once a
+    refreshed key set no longer holds that kid; tokens of the keys still published keep
+    working (checked again once)."""
+    clock = FrozenClock()
+    old, new = idp_server.key, make_key("RS256")
+    idp_server.keys = [old, new]
+    middleware = robot(idp_server, clock)
+    by_old, by_new = fresh(old, clock), fresh(new, clock)
+    assert_accepted(send(middleware, by_old))
+    assert_accepted(send(middleware, by_new))
+    idp_server.keys = [new]  # the provider withdraws the old key
+    clock.advance(301)  # past the key-set TTL (300 s): the next token not cached refreshes it
+    assert_accepted(send(middleware, by_new))  # a cache hit: the key set is not consulted
+    assert idp_server.jwks_requests == 1
+    assert_accepted(send(middleware, fresh(new, clock)))
+    assert idp_server.jwks_requests == 2
+    assert_invalid_token(send(middleware, by_old), "unknown_key")
+    assert_accepted(send(middleware, by_new))
+
+
+def test_r41_a_refresh_with_the_same_keys_keeps_the_cache(idp_server):
+    clock = FrozenClock()
+    middleware = robot(idp_server, clock)
+    token = fresh(idp_server.key, clock)
+    principal = assert_accepted(send(middleware, token))
+    clock.advance(301)
+    assert_accepted(send(middleware, fresh(idp_server.key, clock)))  # refreshes the key set
+    assert idp_server.jwks_requests == 2
+    assert assert_accepted(send(middleware, token)) is principal  # still the cached one
+
+
+def _weak_rsa(kid: str) -> dict[str, Any]:
+    from cryptography.hazmat.primitives.asymmetric import rsa as rsa_keys
+    from jwt.algorithms import RSAAlgorithm
+
+    private = rsa_keys.generate_private_key(public_exponent=65537, key_size=1024)
+    jwk = dict(RSAAlgorithm.to_jwk(private.public_key(), as_dict=True))
+    jwk.update(kid=kid, alg="RS256", use="sig")
+    return {"jwk": jwk, "private": private}
+
+
+def test_r42_weak_rsa_key_is_skipped_with_a_warning(idp_server, caplog):
+    """R42: a 1024-bit RSA key in the set is never used, even for a token it really signed;
+    the warning names its kid; the other keys keep working."""
+    import jwt as pyjwt
+
+    caplog.set_level(logging.WARNING, logger="jwt_headers")
+    weak = _weak_rsa("weak-1024")
+    idp_server.keys = [weak["jwk"], idp_server.key]
+    clock = FrozenClock()
+    middleware = robot(idp_server, clock)
+    claims = access_claims({"exp": LONG_EXP}, now=int(clock.now))
+    with warnings.catch_warnings():  # PyJWT warns about the short key it is asked to use
+        warnings.simplefilter("ignore")
+        signed_by_weak = pyjwt.encode(
+            claims, weak["private"], algorithm="RS256", headers={"kid": "weak-1024"}
+        )
+    assert_invalid_token(send(middleware, signed_by_weak), "unknown_key")
+    assert_accepted(send(middleware, fresh(idp_server.key, clock)))
+    lines = [r.getMessage() for r in caplog.records if "jwks_weak_key_skipped" in r.getMessage()]
+    assert lines and "kid=weak-1024" in lines[0] and "1024 bits" in lines[0]
+
+
+def test_r42_ec_key_on_another_curve_is_skipped(idp_server, caplog):
+    from cryptography.hazmat.primitives.asymmetric import ec as ec_keys
+    from jwt.algorithms import ECAlgorithm
+
+    caplog.set_level(logging.WARNING, logger="jwt_headers")
+    private = ec_keys.generate_private_key(ec_keys.SECP256K1())
+    jwk = dict(ECAlgorithm.to_jwk(private.public_key(), as_dict=True))
+    jwk.update(kid="k1-curve", alg="ES256K", use="sig")
+    idp_server.keys = [jwk, idp_server.key]
+    clock = FrozenClock()
+    middleware = robot(idp_server, clock, algorithms=["RS256", "ES256K"])
+    assert_accepted(send(middleware, fresh(idp_server.key, clock)))
+    assert any("kid=k1-curve: curve secp256k1" in r.getMessage() for r in caplog.records)
