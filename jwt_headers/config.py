@@ -248,6 +248,7 @@ class JwtHeadersConfig:
     jwks_cache_ttl: float = 300
     jwks_refresh_cooldown: float = 30
     jwks_max_stale: float = 86400
+    jwks_prefetch: bool = False
     userinfo_cache_ttl: float = 300
     http_connect_timeout: float = 2.0
     http_read_timeout: float = 3.0

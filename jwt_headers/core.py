@@ -72,6 +72,8 @@ def build_verifier(config: JwtHeadersConfig, clock: Callable[[], float]) -> Toke
             session=session,
             metrics=config.metrics_observer,
         )
+        if config.jwks_prefetch:
+            jwks.prefetch()
     userinfo = None
     if config.validate_userinfo and userinfo_endpoint:
         userinfo = UserinfoClient(

@@ -34,6 +34,8 @@ class HttpSettings:
 class HttpAnswer:
     status: int
     body: bytes
+    #: The response's ``Cache-Control`` header, if any (the key set honours its max-age).
+    cache_control: str | None = None
 
 
 def new_session() -> requests.Session:
@@ -81,4 +83,6 @@ def get(
         except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
             timed_out = isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError)
             raise FetchFailed("timeout" if timed_out else "connection_error") from None
-        return HttpAnswer(response.status_code, b"".join(chunks))
+        return HttpAnswer(
+            response.status_code, b"".join(chunks), response.headers.get("Cache-Control")
+        )

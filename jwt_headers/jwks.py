@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -43,6 +44,9 @@ class KeySet:
     by_kid: dict[str, tuple[PyJWK, ...]]
     all_keys: tuple[PyJWK, ...]
     fetched_at: float
+    #: Seconds this copy is used before a refetch: the response's max-age, within bounds, or
+    #: ``jwks_cache_ttl``.
+    ttl: float = 300.0
 
     def find(self, kid: str | None, alg: str) -> tuple[PyJWK, ...]:
         if kid is not None:
@@ -76,6 +80,10 @@ def usable_keys(jwks: list[object], algorithms: frozenset[str]) -> list[PyJWK]:
         raise http.FetchFailed("no_usable_keys")
     return keys
 
+
+#: The longest a key set is used on the provider's word (``Cache-Control: max-age``).
+MAX_KEY_SET_AGE = 86400
+_MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d{1,12})", re.IGNORECASE)
 
 #: Curves a key set may use (R42): NIST P-256/P-384/P-521; Ed25519/Ed448 are OKP keys.
 STRONG_CURVES = frozenset({"secp256r1", "secp384r1", "secp521r1"})
@@ -142,6 +150,15 @@ class JwksClient:
         self._session = session or http.new_session()
         self._state = _State()
 
+    def prefetch(self) -> bool:
+        """Fetch the key set now (start-up), so the first token does not wait for it; a failure
+        is logged and the requests get 503 until a later attempt succeeds. True on success."""
+        try:
+            self._current()
+        except IdpUnavailable:
+            return False
+        return True
+
     @property
     def fetch_count(self) -> int:
         """How many times the key set was requested from the identity provider."""
@@ -164,7 +181,7 @@ class JwksClient:
 
     def _current(self) -> KeySet:
         keys = self._state.keys
-        if keys is not None and self._clock() - keys.fetched_at < self._ttl:
+        if keys is not None and self._clock() - keys.fetched_at < keys.ttl:
             return keys
         refreshed = self._refresh(force=False)
         if refreshed is not None:
@@ -200,7 +217,7 @@ class JwksClient:
             return False  # somebody fetched (or failed to) a moment ago
         if force or state.keys is None:
             return True
-        return now - state.keys.fetched_at >= self._ttl
+        return now - state.keys.fetched_at >= state.keys.ttl
 
     def _refresh(self, force: bool) -> KeySet | None:
         """Fetch if due; the new key set, or ``None`` when nothing new was loaded."""
@@ -262,4 +279,19 @@ class JwksClient:
             if key.key_id is not None:
                 by_kid[key.key_id] = (*by_kid.get(key.key_id, ()), key)
         logger.info("jwks_loaded keys=%d", len(keys))
-        return KeySet(by_kid=by_kid, all_keys=tuple(keys), fetched_at=self._clock())
+        return KeySet(
+            by_kid=by_kid,
+            all_keys=tuple(keys),
+            fetched_at=self._clock(),
+            ttl=self._ttl_of(answer.cache_control),
+        )
+
+    def _ttl_of(self, cache_control: str | None) -> float:
+        """``Cache-Control: max-age`` replaces ``jwks_cache_ttl`` for this copy, clamped to
+        [refresh cooldown, one day]: ``max-age=1200`` keeps the keys 20 minutes, ``max-age=0``
+        never means a fetch per request, and a year is not trusted for a year. Other
+        directives (``no-cache``, ``no-store``) leave ``jwks_cache_ttl`` in force."""
+        found = _MAX_AGE.search(cache_control or "")
+        if found is None:
+            return self._ttl
+        return float(min(max(int(found.group(1)), self._cooldown), MAX_KEY_SET_AGE))

@@ -543,7 +543,7 @@ class _Handler(BaseHTTPRequestHandler):
         data = value if isinstance(value, bytes) else json.dumps(value).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Cache-Control", self.server.idp.cache_control)
         if sized:
             self.send_header("Content-Length", str(len(data)))
         self.send_header("Connection", "close")
@@ -586,6 +586,8 @@ class IdpServer:
         self._jwks_mode = "ok"
         self._userinfo_mode = "ok"
         self._discovery_mode = "ok"
+        #: The Cache-Control header of every answer (a key set honours its max-age).
+        self.cache_control = "no-cache"
         #: Replaces the discovery document when set (``/.well-known/openid-configuration`` under
         #: any path prefix, so an issuer with a path works).
         self.discovery_body: Any = None

@@ -90,6 +90,7 @@ README_DEFAULTS: dict[str, Any] = {
     "sources": None,
     "metrics": None,
     "discovery": False,
+    "jwks_prefetch": False,
     "exempt_paths": (),
     "exempt_methods": ("OPTIONS",),
     "protected_paths": (),

@@ -769,3 +769,55 @@ def test_r42_ec_key_on_another_curve_is_skipped(idp_server, caplog):
     middleware = robot(idp_server, clock, algorithms=["RS256", "ES256K"])
     assert_accepted(send(middleware, fresh(idp_server.key, clock)))
     assert any("kid=k1-curve: curve secp256k1" in r.getMessage() for r in caplog.records)
+
+
+# --------------------------------------------------------------------------- Cache-Control, prefetch
+@pytest.mark.parametrize(
+    ("cache_control", "kept"),
+    [
+        ("max-age=1200", 1200),  # the provider's word, within bounds
+        ("public, max-age=600, must-revalidate", 600),
+        ('max-age="900"', 900),
+        ("max-age=0", COOLDOWN),  # never a fetch per request: at least the cooldown
+        ("max-age=5", COOLDOWN),
+        ("max-age=31536000", 86400),  # a year is not trusted for a year
+        ("no-cache", 300),  # no max-age: jwks_cache_ttl
+        ("no-store", 300),
+        ("s-maxage=50", 300),  # for shared caches, not us
+    ],
+)
+def test_key_set_max_age_replaces_the_ttl_within_bounds(idp_server, cache_control, kept):
+    """Issue 14: ``Cache-Control: max-age`` on the key-set response sets how long that copy is
+    used, clamped to [refresh cooldown, one day]; without one, ``jwks_cache_ttl`` (300 s)."""
+    idp_server.cache_control = cache_control
+    clock = FrozenClock()
+    middleware = robot(idp_server, clock)
+    assert_accepted(send(middleware, fresh(idp_server.key, clock)))
+    clock.advance(kept - 1)
+    assert_accepted(send(middleware, fresh(idp_server.key, clock)))
+    assert idp_server.jwks_requests == 1
+    clock.advance(1)
+    assert_accepted(send(middleware, fresh(idp_server.key, clock)))
+    assert idp_server.jwks_requests == 2
+
+
+def test_jwks_prefetch_fetches_at_start_up(idp_server):
+    clock = FrozenClock()
+    middleware = robot(idp_server, clock, jwks_prefetch=True)
+    assert idp_server.jwks_requests == 1  # before any request
+    assert_accepted(send(middleware, fresh(idp_server.key, clock)))
+    assert idp_server.jwks_requests == 1
+    assert robot(idp_server, clock).authenticator.verifier.jwks.fetch_count == 0  # default off
+
+
+def test_jwks_prefetch_failure_does_not_stop_the_app(idp_server):
+    """A provider down at start-up: the middleware is built all the same, requests get 503,
+    and the back-off lets the first attempt after it comes back succeed."""
+    idp_server.jwks_mode = "500"
+    clock = FrozenClock()
+    middleware = robot(idp_server, clock, jwks_prefetch=True)
+    assert idp_server.jwks_requests == 1
+    assert_unavailable(send(middleware, fresh(idp_server.key, clock)))
+    idp_server.jwks_mode = "ok"
+    clock.advance(1)
+    assert_accepted(send(middleware, fresh(idp_server.key, clock)))
