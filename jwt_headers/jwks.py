@@ -290,7 +290,9 @@ class JwksClient:
         """``Cache-Control: max-age`` replaces ``jwks_cache_ttl`` for this copy, clamped to
         [refresh cooldown, one day]: ``max-age=1200`` keeps the keys 20 minutes, ``max-age=0``
         never means a fetch per request, and a year is not trusted for a year. Other
-        directives (``no-cache``, ``no-store``) leave ``jwks_cache_ttl`` in force."""
+        directives (``no-cache``, ``no-store``) leave ``jwks_cache_ttl`` in force. (The lower
+        bound is also what the refresh cooldown enforces on its own; stated here for whoever
+        reads ``KeySet.ttl``.)"""
         found = _MAX_AGE.search(cache_control or "")
         if found is None:
             return self._ttl

@@ -206,13 +206,6 @@ MUTANTS: list[Mutant] = [
         "]",
         "test_keyset.py",
     ),
-    _m(
-        "R29 max-age never below the cooldown",
-        "jwks.py",
-        "min(max(int(found.group(1)), self._cooldown), MAX_KEY_SET_AGE)",
-        "min(int(found.group(1)), MAX_KEY_SET_AGE)",
-        "test_keyset.py",
-    ),
     # --- path rules (issue 13)
     _m(
         "rules: protected paths",
