@@ -293,6 +293,12 @@ class JwtHeadersConfig:
 
     # ------------------------------------------------------------------ constructors
     @classmethod
+    def option_defaults(cls) -> dict[str, Any]:
+        """Each option's default, by name (what ``repr``, ``explain`` and the doctor compare
+        against to tell which options were set)."""
+        return {f.name: f.default for f in dataclasses.fields(cls) if f.init}
+
+    @classmethod
     def option_names(cls) -> frozenset[str]:
         """Names accepted as options (keywords, mapping keys, env suffixes, TOML keys)."""
         return frozenset(f.name for f in dataclasses.fields(cls) if f.init)
@@ -305,7 +311,7 @@ class JwtHeadersConfig:
         keys are case-insensitive and ``-`` may stand for ``_``.
         """
         known = cls.option_names()
-        defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.init}
+        defaults = cls.option_defaults()
         options: dict[str, Any] = {}
         for raw_key, value in mapping.items():
             key = str(raw_key).strip().lower().replace("-", "_")
@@ -356,7 +362,7 @@ class JwtHeadersConfig:
 
     def replace(self, **changes: Any) -> JwtHeadersConfig:
         """A copy with some options changed (checked again)."""
-        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.init}
+        defaults = self.option_defaults()
         options = {
             name: getattr(self, name)
             for name in self.option_names()
@@ -495,7 +501,7 @@ class JwtHeadersConfig:
                 "options go in its entry; move them into the sources entry they belong to"
             )
         known = self.option_names()
-        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.init}
+        defaults = self.option_defaults()
         shared = {
             name: getattr(self, name) for name in given if name not in SOURCE_OPTIONS | {"sources"}
         }

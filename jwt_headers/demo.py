@@ -155,7 +155,7 @@ def serving(app: WSGIApplication, port: int) -> Iterator[BaseWSGIServer]:
 
 def config_as_toml(config: JwtHeadersConfig) -> list[str]:
     """The options that differ from the defaults, as lines of a ``[jwt_headers]`` table."""
-    defaults = {f.name: f.default for f in dataclasses.fields(JwtHeadersConfig) if f.init}
+    defaults = JwtHeadersConfig.option_defaults()
     lines = ["[jwt_headers]"]
     for option in dataclasses.fields(JwtHeadersConfig):
         value = getattr(config, option.name)

@@ -17,7 +17,6 @@ ever inside ``trusted_proxies``, or two jwt-headers middlewares stacked. Each is
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
 import threading
@@ -27,7 +26,7 @@ from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 from .config import JwtHeadersConfig, is_loopback, printable
-from .sources import http_key, plain_key
+from .sources import PeerTrust, http_key, plain_key
 
 logger = logging.getLogger("jwt_headers")
 
@@ -36,7 +35,7 @@ DROPPING_SERVERS = ("gunicorn", "waitress", "werkzeug", "wsgiserver")
 #: How many requests :class:`RequestWatch` looks at before it stops.
 WATCHED_REQUESTS = 100
 
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(JwtHeadersConfig) if f.init}
+_DEFAULTS = JwtHeadersConfig.option_defaults()
 
 
 @dataclass(frozen=True)
@@ -96,9 +95,8 @@ def static_findings(config: JwtHeadersConfig) -> list[Finding]:
                 )
         findings.extend(_validation_findings(source, where))
         findings.extend(_no_effect_findings(source, where))
-    wide = [
-        entry for entry, network in _networks(config) if network is None or not network.is_loopback
-    ]
+    wide = ["*"] if config.trust_every_peer else []
+    wide += [str(network) for network in config.trusted_networks if not network.is_loopback]
     if wide and unproven:
         findings.append(
             Finding(
@@ -124,18 +122,6 @@ def static_findings(config: JwtHeadersConfig) -> list[Finding]:
             )
         )
     return findings
-
-
-def _networks(config: JwtHeadersConfig) -> list[tuple[str, Any]]:
-    import ipaddress
-
-    found: list[tuple[str, Any]] = []
-    for entry in config.trusted_proxies:
-        if entry == "*":
-            found.append((entry, None))
-        else:
-            found.append((entry, ipaddress.ip_network(entry, strict=False)))
-    return found
 
 
 def _validation_findings(source: JwtHeadersConfig, where: str) -> list[Finding]:
@@ -265,6 +251,7 @@ class RequestWatch:
 
     def __init__(self, config: JwtHeadersConfig, marker: str, identity: object = None) -> None:
         self._config = config
+        self._trust = PeerTrust(config.trusted_networks, config.trust_every_peer)
         self._marker = marker
         #: What the watching middleware itself puts under ``marker``: a server (or a test)
         #: that hands the same environ dict over again is not a second middleware.
@@ -296,7 +283,7 @@ class RequestWatch:
             )
         self._server = str(environ.get("SERVER_SOFTWARE") or self._server)
         peer = environ.get("REMOTE_ADDR")
-        if not self._trusted_peer and self._believes(peer):
+        if not self._trusted_peer and self._trust.is_trusted(peer):
             self._trusted_peer = True
         for option, name, _proves in self._names:
             plain = plain_key(name)
@@ -318,20 +305,6 @@ class RequestWatch:
             self._finish()
             return False
         return True
-
-    def _believes(self, peer: object) -> bool:
-        trust = self._config
-        if trust.trust_every_peer:
-            return True
-        if not isinstance(peer, str):
-            return False
-        import ipaddress
-
-        try:
-            address = ipaddress.ip_address(peer.split("%", 1)[0])
-        except ValueError:
-            return False
-        return any(address in network for network in trust.trusted_networks)
 
     @staticmethod
     def _behind_apache(environ: Mapping[str, Any]) -> bool:

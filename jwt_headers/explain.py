@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import logging
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -27,7 +26,7 @@ from .rolemap import convert_roles
 from .sources import HeaderSource, PeerTrust
 from .verify import TokenVerifier
 
-_DEFAULTS = {f.name: f.default for f in dataclasses.fields(JwtHeadersConfig) if f.init}
+_DEFAULTS = JwtHeadersConfig.option_defaults()
 
 
 def add_parser(subparsers: Any) -> None:

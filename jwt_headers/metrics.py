@@ -45,6 +45,17 @@ class Metrics(Protocol):
         """One call to the identity provider: ``endpoint`` is ``jwks`` or ``userinfo``."""
 
 
+#: The methods of :class:`Metrics`, which an observer object must all have.
+OBSERVER_METHODS = (
+    "allowed",
+    "anonymous",
+    "exempt",
+    "refused",
+    "untrusted_header",
+    "token_cache",
+    "idp_call",
+)
+
 #: The names, for the README and for callers that wrap another metrics library.
 METRIC_NAMES = (
     "jwt_headers_requests_total",
@@ -170,19 +181,7 @@ def resolve(value: object) -> Metrics | None:
             "'jwt-headers[prometheus]'), an object with the methods of "
             "jwt_headers.metrics.Metrics, or leave it unset"
         )
-    missing = [
-        name
-        for name in (
-            "allowed",
-            "anonymous",
-            "exempt",
-            "refused",
-            "untrusted_header",
-            "token_cache",
-            "idp_call",
-        )
-        if not callable(getattr(value, name, None))
-    ]
+    missing = [name for name in OBSERVER_METHODS if not callable(getattr(value, name, None))]
     if missing:
         raise ConfigError(
             f"metrics={type(value).__name__} object lacks {', '.join(missing)}; give an object "
