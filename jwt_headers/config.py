@@ -155,11 +155,28 @@ SOURCE_OPTIONS = frozenset(
         "validate_issuer",
         "issuer",
         "discovery",
+        "providers",
         "algorithms",
         "token_types",
         "leeway",
     }
 )
+
+#: The options one entry of ``providers`` may set: what differs between identity providers.
+PROVIDER_OPTIONS = frozenset(
+    {
+        "issuer",
+        "jwks_uri",
+        "discovery",
+        "userinfo_endpoint",
+        "audience",
+        "audience_claim",
+        "algorithms",
+        "token_types",
+    }
+)
+#: Options that name one provider: with ``providers`` they go in each entry, never beside it.
+_PROVIDER_ONLY = ("issuer", "jwks_uri", "discovery", "userinfo_endpoint")
 
 #: Options holding a URL: shown through :func:`_without_credentials` wherever they are printed.
 URL_OPTIONS = frozenset({"jwks_uri", "userinfo_endpoint"})
@@ -169,7 +186,11 @@ def printable(option: str, value: Any) -> Any:
     """An option's value fit to print (``repr``, ``explain``): URLs without credentials."""
     if option in URL_OPTIONS and isinstance(value, str):
         return _without_credentials(value)
-    if option == "sources" and isinstance(value, Sequence) and not isinstance(value, str):
+    if (
+        option in ("sources", "providers")
+        and isinstance(value, Sequence)
+        and not isinstance(value, str)
+    ):
         return [
             {str(k): printable(str(k), v) for k, v in entry.items()}
             if isinstance(entry, Mapping)
@@ -224,6 +245,8 @@ class JwtHeadersConfig:
     validate_issuer: bool = False
     issuer: tuple[str, ...] | None = None
     discovery: bool = False
+    # --- several identity providers (each a mapping of PROVIDER_OPTIONS), routed by exact iss
+    providers: tuple[Mapping[str, Any], ...] | None = None
     algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
     token_types: tuple[str, ...] | None = None
     leeway: float = 30
@@ -265,6 +288,9 @@ class JwtHeadersConfig:
     metrics_observer: Metrics | None = field(default=None, init=False)
     #: One config per identity source, in order; ``(self,)`` without ``sources``.
     source_configs: tuple[JwtHeadersConfig, ...] = field(default=(), init=False)
+    #: One config per ``providers`` entry, in order (each with exactly one issuer); ``()``
+    #: without ``providers``.
+    provider_configs: tuple[JwtHeadersConfig, ...] = field(default=(), init=False)
 
     _LIST_OPTIONS: ClassVar[frozenset[str]] = frozenset(
         {
@@ -435,8 +461,8 @@ class JwtHeadersConfig:
                 continue
             value = getattr(self, option.name)
             default = option.default
-            if option.name in ("sources", "metrics"):
-                continue  # checked entry by entry in _check_sources; resolved in _check
+            if option.name in ("sources", "providers", "metrics"):
+                continue  # checked entry by entry (_check_sources/_providers); resolved in _check
             if isinstance(default, bool):
                 if not isinstance(value, bool):
                     raise ConfigError(f"{option.name}={value!r}: must be true or false")
@@ -613,6 +639,12 @@ class JwtHeadersConfig:
         if self.token_types:
             self._set("token_types", tuple(media_type(t) for t in self.token_types))
         if not self.validate_token:
+            if self.providers is not None:
+                raise ConfigError(
+                    "providers routes tokens to their provider's checks, but validate_token is "
+                    "off; set validate_token=true (and validate_signature, the default) or "
+                    "remove providers"
+                )
             if self.token_types:
                 raise ConfigError(
                     "token_types is only checked with validate_token=true (an unvalidated "
@@ -656,6 +688,9 @@ class JwtHeadersConfig:
                 )
         if not self.algorithms:
             raise ConfigError("algorithms must name at least one algorithm, e.g. RS256")
+        if self.providers is not None:
+            self._set("provider_configs", self._check_providers())
+            return
         if self.discovery:
             self._check_discovery()
         if self.validate_signature and not (self.discovery and self.jwks_uri is None):
@@ -681,6 +716,87 @@ class JwtHeadersConfig:
                 "issuer is required with validate_issuer: the exact 'iss' value(s), e.g. "
                 "'https://idp.example/realms/r'"
             )
+
+    def _check_providers(self) -> tuple[JwtHeadersConfig, ...]:
+        """Build one config per ``providers`` entry: this source's options with the entry's on
+        top, the issuer check always on (a token is routed by its exact ``iss``, which its own
+        provider's keys must then prove), errors naming the entry."""
+        entries = self.providers
+        if isinstance(entries, str | bytes | Mapping) or not isinstance(entries, Sequence):
+            raise ConfigError(
+                f"providers={entries!r}: give a list of mappings, one per identity provider, "
+                "e.g. [{'issuer': 'https://idp.example/realms/a', 'discovery': true}]"
+            )
+        if not entries:
+            raise ConfigError(
+                "providers is empty: give at least one provider, or leave providers out and set "
+                "issuer and jwks_uri (one provider)"
+            )
+        beside = [name for name in _PROVIDER_ONLY if getattr(self, name) not in (None, False, ())]
+        if beside:
+            raise ConfigError(
+                f"{', '.join(beside)} given beside providers: with providers, each provider's "
+                "issuer, jwks_uri, discovery and userinfo_endpoint go in its entry; move them "
+                "there"
+            )
+        defaults = self.option_defaults()
+        base = {
+            name: getattr(self, name)
+            for name in self.option_names() - {"providers", "sources"}
+            if getattr(self, name) != defaults[name]
+        }
+        built: list[JwtHeadersConfig] = []
+        seen: dict[str, int] = {}
+        for index, entry in enumerate(entries):
+            where = f"providers[{index}]"
+            if not isinstance(entry, Mapping):
+                raise ConfigError(
+                    f"{where} is {entry!r}: each provider is a mapping of options, e.g. "
+                    "{'issuer': 'https://idp.example/realms/a', 'jwks_uri': "
+                    "'https://idp.example/realms/a/protocol/openid-connect/certs'}"
+                )
+            options: dict[str, Any] = {}
+            for raw_key, value in entry.items():
+                key = str(raw_key).strip().lower().replace("-", "_")
+                if key not in PROVIDER_OPTIONS:
+                    if key in self.option_names():
+                        raise ConfigError(
+                            f"{where}: {key} applies to every provider of the source, not to "
+                            f"one; set it beside providers (a provider sets only "
+                            f"{', '.join(sorted(PROVIDER_OPTIONS))})"
+                        )
+                    raise ConfigError(
+                        f"{where}: " + _unknown_option_message(str(raw_key), PROVIDER_OPTIONS)
+                    )
+                if key in options:
+                    raise ConfigError(f"{where}: {key} is given twice; keep one")
+                options[key] = (
+                    _from_text(key, value, defaults[key]) if isinstance(value, str) else value
+                )
+            issuer = options.get("issuer")
+            if isinstance(issuer, list | tuple) and len(issuer) == 1:
+                issuer = issuer[0]
+            if not isinstance(issuer, str) or not issuer.strip() or "," in issuer:
+                raise ConfigError(
+                    f"{where}: issuer is required, exactly one: the provider's 'iss' value, e.g. "
+                    "'https://idp.example/realms/a' (tokens are routed to a provider by it)"
+                )
+            issuer = issuer.strip()
+            if issuer in seen:
+                raise ConfigError(
+                    f"{where}: issuer {issuer!r} is also providers[{seen[issuer]}]'s; a token "
+                    "must route to exactly one provider, so each issuer appears once"
+                )
+            seen[issuer] = index
+            options["issuer"] = (issuer,)
+            if "audience" in options:
+                options["validate_audience"] = True  # an audience given is an audience checked
+            try:
+                forced = {"validate_issuer": True, "validate_token": True}
+                built.append(type(self)(**{**base, **options, **forced}))
+            except ConfigError as exc:
+                raise ConfigError(f"{where} ({issuer}): {exc}") from None
+        return tuple(built)
 
     def _check_discovery(self) -> None:
         """``discovery`` reads ``<issuer>/.well-known/openid-configuration``: one configured
@@ -785,6 +901,15 @@ _FALSE = frozenset({"false", "no", "off", "0"})
 
 
 def _from_text(option: str, text: str, default: Any) -> Any:
+    if option == "providers":
+        try:  # JWT_HEADERS_PROVIDERS: a JSON list of objects
+            return json.loads(text)
+        except ValueError:
+            raise ConfigError(
+                "providers: not valid JSON; write a JSON list of objects, e.g. "
+                '[{"issuer": "https://idp.example/realms/a", "discovery": true}, '
+                '{"issuer": "https://login.example", "jwks_uri": "https://login.example/keys"}]'
+            ) from None
     if option == "sources":
         try:  # JWT_HEADERS_SOURCES, an ini file: a JSON list of objects
             return json.loads(text)

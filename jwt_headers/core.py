@@ -27,6 +27,7 @@ from .jwks import JwksClient
 from .logtools import fingerprint, safe
 from .metrics import Metrics
 from .principal import Claims, Principal
+from .providers import ProviderRouter
 from .rolemap import convert_roles
 from .rules import PathRule
 from .sources import HeaderSource, PeerTrust, read_header
@@ -43,10 +44,25 @@ _NOT_OURS = object()
 _NOT_NEGATIVELY_CACHED = frozenset({"not_yet_valid", "issued_in_future", "unknown_key"})
 
 
-def build_verifier(config: JwtHeadersConfig, clock: Callable[[], float]) -> TokenVerifier | None:
-    """The configured checks, with their HTTP clients, or ``None`` when nothing is validated."""
+def build_verifier(
+    config: JwtHeadersConfig, clock: Callable[[], float]
+) -> TokenVerifier | ProviderRouter | None:
+    """The configured checks, with their HTTP clients, or ``None`` when nothing is validated;
+    with ``providers``, one set of checks per provider behind a router on the exact ``iss``."""
     if not config.validate_token:
         return None
+    if config.provider_configs:
+        return ProviderRouter(
+            {
+                provider.issuer[0]: _build_checks(provider, clock)
+                for provider in config.provider_configs
+                if provider.issuer
+            }
+        )
+    return _build_checks(config, clock)
+
+
+def _build_checks(config: JwtHeadersConfig, clock: Callable[[], float]) -> TokenVerifier:
     settings = HttpSettings(
         config.http_connect_timeout, config.http_read_timeout, config.max_response_bytes
     )
@@ -413,9 +429,14 @@ class SourceReader:
         self._flight = SingleFlight()
         self._trust = trust
         self._metrics = config.metrics_observer
-        jwks = getattr(self.verifier, "jwks", None)
-        if isinstance(jwks, JwksClient):
-            jwks.on_revoked = self._forget_principals
+        key_sets = (
+            list(self.verifier.key_sets())
+            if isinstance(self.verifier, ProviderRouter)
+            else [getattr(self.verifier, "jwks", None)]
+        )
+        for jwks in key_sets:
+            if isinstance(jwks, JwksClient):
+                jwks.on_revoked = self._forget_principals
         self._user = HeaderSource(config.user_name_header, config.user_header_self_verifying)
         # R19: a robot's Authorization beside a proxy's token header must not silently lose.
         self._rival_key: str | None = None

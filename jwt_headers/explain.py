@@ -22,6 +22,7 @@ from .errors import ConfigError, Refusal
 from .identity import check_user_name, name_from_claims, roles_from_claims, roles_from_header
 from .logtools import fingerprint, safe
 from .middleware import refusal_response
+from .providers import ProviderRouter
 from .rolemap import convert_roles
 from .sources import HeaderSource, PeerTrust
 from .verify import TokenVerifier
@@ -227,6 +228,10 @@ def _walk(
         report.step("validate", True, "validate_token is off: claims are read without checks")
         return document
     now = authenticator.clock()
+    if isinstance(verifier, ProviderRouter):
+        with _step(report, "provider"):
+            verifier = verifier.route(document)
+        report.step("provider", True, f"iss routes to the provider {safe(verifier.issuers[0])}")
     checks = (
         verifier.checks
         if isinstance(verifier, TokenVerifier)

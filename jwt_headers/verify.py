@@ -118,6 +118,8 @@ class TokenVerifier:
         self.userinfo = userinfo
         self._algorithms = frozenset(config.algorithms)
         audiences, issuers = config.audience or (), config.issuer or ()
+        #: The accepted ``iss`` values (a provider's one, with ``providers``).
+        self.issuers: tuple[str, ...] = issuers
         leeway, claim = config.leeway, config.audience_claim
         checks: list[tuple[str, Check]] = []
         if config.token_types:

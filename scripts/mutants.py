@@ -242,6 +242,21 @@ MUTANTS: list[Mutant] = [
         'f"(?s:{re.escape(prefix)}.*)\\\\Z"',
         "test_rules.py",
     ),
+    # --- several providers (issue 14)
+    _m(
+        "providers: an unknown issuer is refused",
+        "providers.py",
+        "verifier = self.by_issuer.get(issuer) if isinstance(issuer, str) else None",
+        "verifier = next(iter(self.by_issuer.values()))",
+        "test_providers.py",
+    ),
+    _m(
+        "providers: each provider checks its issuer",
+        "config.py",
+        'forced = {"validate_issuer": True, "validate_token": True}',
+        'forced = {"validate_token": True}',
+        "test_providers.py",
+    ),
     # --- logs (R34, R37)
     _m(
         "R34 fingerprint only",

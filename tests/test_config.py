@@ -90,6 +90,7 @@ README_DEFAULTS: dict[str, Any] = {
     "sources": None,
     "metrics": None,
     "discovery": False,
+    "providers": None,
     "jwks_prefetch": False,
     "exempt_paths": (),
     "exempt_methods": ("OPTIONS",),
