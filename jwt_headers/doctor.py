@@ -93,7 +93,12 @@ def static_findings(config: JwtHeadersConfig) -> list[Finding]:
                         "alike - or run under mod_wsgi, which passes it as a plain environ key.",
                     )
                 )
-        findings.extend(_validation_findings(source, where))
+        # With providers, each provider's checks are judged as a source's would be.
+        for provider in source.provider_configs or (source,):
+            label = where
+            if provider is not source and provider.issuer:
+                label = f"{where}providers ({provider.issuer[0]}): "
+            findings.extend(_validation_findings(provider, label))
         findings.extend(_no_effect_findings(source, where))
     wide = ["*"] if config.trust_every_peer else []
     wide += [str(network) for network in config.trusted_networks if not network.is_loopback]

@@ -359,3 +359,19 @@ def test_the_readme_example_builds():
         ("https://login.partner.example",),
     ]
     assert [p.audience for p in config.provider_configs] == [("my-api",), ("partner-api",)]
+    assert [p.validate_audience for p in config.provider_configs] == [True, True]
+
+
+def test_doctor_judges_each_provider_not_the_source(alpha, beta):
+    """The source itself has no issuer (its providers do): no false 'signature without
+    issuer'; a provider whose jwks_uri is plain http to another host is named."""
+    from jwt_headers.doctor import static_findings
+
+    entries = providers(alpha, beta)
+    config = JwtHeadersConfig(**JWT, validate_token=True, providers=entries)
+    codes = [f.code for f in static_findings(config)]
+    assert "signature_without_issuer" not in codes
+    entries[0] = {**entries[0], "jwks_uri": "http://keys.example/certs"}
+    config = JwtHeadersConfig(**JWT, validate_token=True, providers=entries)
+    plain = [f for f in static_findings(config) if f.code == "plain_http_idp"]
+    assert len(plain) == 1 and f"providers ({alpha.issuer})" in plain[0].message
