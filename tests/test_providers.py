@@ -21,7 +21,7 @@ from conftest import (
     assert_invalid_token,
     call,
 )
-from idp import IdpServer, make_key, mint
+from idp import USER_NAME, IdpServer, make_key, mint
 
 from jwt_headers import ConfigError, JwtHeadersConfig, JwtHeadersMiddleware
 from jwt_headers.explain import explain
@@ -375,3 +375,49 @@ def test_doctor_judges_each_provider_not_the_source(alpha, beta):
     config = JwtHeadersConfig(**JWT, validate_token=True, providers=entries)
     plain = [f for f in static_findings(config) if f.code == "plain_http_idp"]
     assert len(plain) == 1 and f"providers ({alpha.issuer})" in plain[0].message
+
+
+def test_the_two_providers_sample_runs(tmp_path: Path, alpha, beta):
+    """``samples/two_providers.toml`` with only its providers' URLs swapped for two on
+    127.0.0.1, served by the sample Flask app: each realm's robot is accepted, a third
+    issuer is refused, and the partner's RS256 token is refused (ES256 only)."""
+    import importlib.util
+
+    samples = Path(__file__).parent.parent / "samples"
+    text = (samples / "two_providers.toml").read_text(encoding="utf-8")
+    swaps = {
+        "https://idp.example/realms/r": alpha.issuer,
+        "https://login.partner.example/.well-known/jwks.json": beta.jwks_uri,
+        "https://login.partner.example": beta.issuer,
+    }
+    for old, new in swaps.items():
+        assert old in text, f"samples/two_providers.toml no longer has {old!r}"
+        text = text.replace(f'"{old}"', f'"{new}"')
+    path = tmp_path / "two_providers.toml"
+    path.write_text(text, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("sample_flask_app", samples / "flask_app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    client = module.from_file(str(path)).test_client()
+    assert alpha.jwks_requests == 1 and beta.jwks_requests == 1  # jwks_prefetch
+
+    def whoami(value: str) -> Any:
+        return client.get(
+            "/whoami",
+            headers={"Authorization": f"Bearer {value}"},
+            environ_base={"REMOTE_ADDR": STRANGER},
+        )
+
+    own = mint({"iss": alpha.issuer, "aud": "jwt-headers-api"}, alpha.key)
+    assert whoami(own).get_json()["user"] == USER_NAME
+    partner = mint({"iss": beta.issuer, "aud": "partner-api", "preferred_username": "p"}, beta.key)
+    answer = whoami(partner)
+    assert answer.status_code == 200 and answer.get_json()["user"] == "p"
+    assert whoami(mint({"iss": beta.issuer, "aud": "jwt-headers-api"}, beta.key)).status_code == 401
+    stranger = mint({"iss": "https://elsewhere.example", "aud": "jwt-headers-api"}, alpha.key)
+    assert whoami(stranger).status_code == 401
+    rsa = make_key("RS256")
+    beta.keys.append(rsa)
+    assert whoami(mint({"iss": beta.issuer, "aud": "partner-api"}, rsa)).status_code == 401
+    assert (alpha.jwks_requests, beta.jwks_requests) == (1, 1)
