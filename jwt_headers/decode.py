@@ -12,7 +12,9 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from .errors import InvalidToken
@@ -22,7 +24,11 @@ from .logtools import safe
 MAX_JSON_DEPTH = 32
 
 _SCHEME = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+) +(.*)", re.DOTALL)
-_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+#: The base64url alphabet (RFC 4648 section 5), and the swap to the standard one.
+_BASE64URL_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+#: Printable ASCII: a Bearer token holds nothing else (RFC 6750 b64token is narrower still).
+_PRINTABLE_ASCII = bytes(range(0x20, 0x7F))
 _BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 _ANOTHER_BEARER = re.compile(r",\s*bearer\b", re.IGNORECASE)
 
@@ -37,7 +43,7 @@ class Document:
 
     claims: dict[str, Any]
     text: str
-    header: dict[str, Any] | None = None
+    header: Mapping[str, Any] | None = None
     signing_input: bytes = b""
     signature: bytes = b""
     token: str = ""
@@ -138,9 +144,17 @@ def bearer_token(value: str) -> str | None:
             return None
     if "," in token:
         raise InvalidToken("repeated_header", "several values for the token header")
-    if not token or " " in token or not token.isprintable():
+    if not token or " " in token or not _printable(token):
         raise InvalidToken("malformed", "malformed Bearer credentials")
     return token
+
+
+def _printable(text: str) -> bool:
+    """``str.isprintable`` for the common ASCII token at a fraction of its cost (deleting the
+    printable bytes leaves nothing); other text takes the general check."""
+    if text.isascii():
+        return not text.encode("ascii").translate(None, _PRINTABLE_ASCII)
+    return text.isprintable()
 
 
 def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -208,13 +222,19 @@ def decode_json(value: str, encoding: str = "auto") -> Document:
 
 
 def _segment(segment: str, what: str) -> bytes:
-    if not _BASE64URL.fullmatch(segment) or len(segment) % 4 == 1:
+    """One base64url segment of an ASCII token (``decode_jwt`` checked that), strictly: the
+    alphabet alone, no padding, a canonical last character. Bytes' ``translate`` does the
+    alphabet check and the alphabet swap in C, which is what makes a new token cheap."""
+    raw = segment.encode("ascii")
+    if raw.translate(None, _BASE64URL_BYTES) or len(raw) % 4 == 1:
         raise InvalidToken("malformed", f"token {what} is not base64url")
-    last = _CANONICAL_LAST.get(len(segment) % 4)
+    last = _CANONICAL_LAST.get(len(raw) % 4)
     if last is not None and segment[-1] not in last:
         raise InvalidToken("malformed", f"token {what} is not canonical base64url")
     try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        # The alphabet is checked and the padding is ours: nothing is left for a lenient
+        # decoder to skip.
+        return binascii.a2b_base64(raw.translate(_TO_STANDARD) + b"=" * (-len(raw) % 4))
     except (binascii.Error, ValueError):
         raise InvalidToken("malformed", f"token {what} is not base64url") from None
 
@@ -224,6 +244,43 @@ def _utf8(raw: bytes, what: str) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidToken("malformed", f"token {what} is not UTF-8") from None
+
+
+#: Headers already decoded and accepted, by their segment. Every token of a provider carries
+#: one of a few headers (``alg``, ``kid``, ``typ``), so a new token's header costs a lookup; the
+#: segment's text decides its content exactly, so this is the same decode, done once. Bounded
+#: in entries and length (a flood of made-up headers only empties it now and then); the
+#: headers are read-only views, shared by the tokens that carry them.
+_KNOWN_HEADERS: dict[str, Mapping[str, Any]] = {}
+MAX_KNOWN_HEADERS = 64
+MAX_KNOWN_HEADER_LENGTH = 512
+
+
+def _header(segment: str) -> Mapping[str, Any]:
+    """Decode and check a token header (R12): an ``alg`` that is not ``none``, no ``crit``,
+    no ``b64``, no nested token."""
+    header = parse_json_object(_utf8(_segment(segment, "header"), "header"), "token header")
+    alg = header.get("alg")
+    if not isinstance(alg, str) or not alg:
+        raise InvalidToken("malformed", "token header has no alg")
+    if alg.lower() == "none":
+        refusal = InvalidToken("alg_not_allowed", "unsigned tokens (alg none) are not accepted")
+        refusal.detail = f"alg={safe(alg, 16)}"
+        raise refusal
+    if "crit" in header:
+        raise InvalidToken("malformed", "token header has crit extensions we do not implement")
+    if "b64" in header:
+        raise InvalidToken("malformed", "unencoded payloads (b64) are not accepted")
+    cty = header.get("cty")
+    # "application/jwt" announces a nested token as "JWT" does (see media_type).
+    if isinstance(cty, str) and media_type(cty) == "jwt":
+        raise InvalidToken("malformed", "nested tokens (cty JWT) are not accepted")
+    view = MappingProxyType(header)
+    if len(segment) <= MAX_KNOWN_HEADER_LENGTH:
+        if len(_KNOWN_HEADERS) >= MAX_KNOWN_HEADERS:
+            _KNOWN_HEADERS.clear()
+        _KNOWN_HEADERS[segment] = view
+    return view
 
 
 def decode_jwt(token: str) -> Document:
@@ -241,22 +298,9 @@ def decode_jwt(token: str) -> Document:
     header_b64, payload_b64, signature_b64 = parts
     if not signature_b64:
         raise InvalidToken("malformed", "token has no signature")
-    header = parse_json_object(_utf8(_segment(header_b64, "header"), "header"), "token header")
-    alg = header.get("alg")
-    if not isinstance(alg, str) or not alg:
-        raise InvalidToken("malformed", "token header has no alg")
-    if alg.lower() == "none":
-        refusal = InvalidToken("alg_not_allowed", "unsigned tokens (alg none) are not accepted")
-        refusal.detail = f"alg={safe(alg, 16)}"
-        raise refusal
-    if "crit" in header:
-        raise InvalidToken("malformed", "token header has crit extensions we do not implement")
-    if "b64" in header:
-        raise InvalidToken("malformed", "unencoded payloads (b64) are not accepted")
-    cty = header.get("cty")
-    # "application/jwt" announces a nested token as "JWT" does (see media_type).
-    if isinstance(cty, str) and media_type(cty) == "jwt":
-        raise InvalidToken("malformed", "nested tokens (cty JWT) are not accepted")
+    header = _KNOWN_HEADERS.get(header_b64)
+    if header is None:
+        header = _header(header_b64)
     payload_text = _utf8(_segment(payload_b64, "payload"), "payload")
     claims = parse_json_object(payload_text, "token payload")
     signature = _segment(signature_b64, "signature")

@@ -12,10 +12,15 @@ from typing import Any
 
 
 class _Flight:
+    """One resolution under way. ``done`` is a plain lock the leader holds until the result is
+    in: waiting is acquiring it. (A ``threading.Event`` costs a condition and two locks to
+    build, a measurable share of every new token; a lock is one small C object.)"""
+
     __slots__ = ("done", "error", "result")
 
     def __init__(self) -> None:
-        self.done = threading.Event()
+        self.done = threading.Lock()
+        self.done.acquire()
         self.result: Any = None
         self.error: BaseException | None = None
 
@@ -32,7 +37,8 @@ class SingleFlight:
             if flight is None:
                 flight = self._flights[key] = _Flight()
         if not leader:
-            flight.done.wait()
+            with flight.done:  # released by the leader once the result or error is in
+                pass
             if flight.error is not None:
                 raise flight.error
             return flight.result
@@ -44,5 +50,5 @@ class SingleFlight:
         finally:
             with self._lock:
                 del self._flights[key]
-            flight.done.set()
+            flight.done.release()
         return flight.result

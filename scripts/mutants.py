@@ -95,6 +95,13 @@ MUTANTS: list[Mutant] = [
     _m("R12 crit", "decode.py", 'if "crit" in header:', "if False:", "test_forgery.py"),
     _m("R13 size cap", "decode.py", "if len(value) > limit:", "if False:", "test_outcomes.py"),
     _m(
+        "R25 header memo bounded",
+        "decode.py",
+        "if len(_KNOWN_HEADERS) >= MAX_KNOWN_HEADERS:",
+        "if False:",
+        "test_known_headers.py",
+    ),
+    _m(
         "R12 decoder crashes",
         "decode.py",
         'raise InvalidToken("malformed", "token is not a compact JWS (three segments)")',
