@@ -37,6 +37,11 @@ from .metrics import Metrics
 logger = logging.getLogger("jwt_headers")
 
 
+#: The most keys a token without ``kid`` is checked against: each costs a signature check,
+#: so a kid-less token (cheap to make up) cannot cost one per key of a large key set.
+MAX_KIDLESS_KEYS = 4
+
+
 @dataclass(frozen=True)
 class KeySet:
     """An immutable snapshot of the usable keys, indexed for exact ``kid`` lookup."""
@@ -49,9 +54,14 @@ class KeySet:
     ttl: float = 300.0
 
     def find(self, kid: str | None, alg: str) -> tuple[PyJWK, ...]:
+        """The keys that may have signed a token: the exact ``kid``'s, or for a kid-less token
+        at most :data:`MAX_KIDLESS_KEYS` of the token's algorithm, keys without a ``kid`` first
+        (the ones such a token is meant for), then the others in key-set order."""
         if kid is not None:
             return self.by_kid.get(kid, ())
-        return tuple(key for key in self.all_keys if key.algorithm_name == alg)
+        matching = [key for key in self.all_keys if key.algorithm_name == alg]
+        matching.sort(key=lambda key: key.key_id is not None)  # stable: set order kept
+        return tuple(matching[:MAX_KIDLESS_KEYS])
 
 
 def usable_keys(jwks: list[object], algorithms: frozenset[str]) -> list[PyJWK]:

@@ -200,6 +200,20 @@ MUTANTS: list[Mutant] = [
         "test_keyset.py",
     ),
     _m(
+        "kid-less lookups bounded",
+        "jwks.py",
+        "return tuple(matching[:MAX_KIDLESS_KEYS])",
+        "return tuple(matching)",
+        "test_keyset.py",
+    ),
+    _m(
+        "kid-less lookups: keys without kid first",
+        "jwks.py",
+        "        matching.sort(key=lambda key: key.key_id is not None)  # stable: set order kept\n",
+        "",
+        "test_keyset.py",
+    ),
+    _m(
         "R42 weak keys skipped",
         "jwks.py",
         "and not _weak(key)]",

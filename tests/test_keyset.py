@@ -821,3 +821,43 @@ def test_jwks_prefetch_failure_does_not_stop_the_app(idp_server):
     idp_server.jwks_mode = "ok"
     clock.advance(1)
     assert_accepted(send(middleware, fresh(idp_server.key, clock)))
+
+
+# --------------------------------------------------------------------------- kid-less tokens
+@pytest.fixture(scope="module")
+def ten_keys() -> list[idp.TestKey]:
+    """Ten RS256 keys (made once: RSA generation is the slow part)."""
+    return [make_key("RS256", kid=f"k{n}") for n in range(1, 11)]
+
+
+def test_kidless_token_checked_against_at_most_max_kidless_keys(idp_server, ten_keys):
+    """Issue 14: a token without ``kid`` is checked against at most ``MAX_KIDLESS_KEYS`` (4) keys
+    of its algorithm, in key-set order: signed by the first key it is accepted, by the tenth it
+    is refused ``bad_signature`` (app not called), so a made-up kid-less token costs at most
+    four signature checks however large the key set."""
+    from jwt_headers.jwks import MAX_KIDLESS_KEYS
+
+    assert MAX_KIDLESS_KEYS == 4
+    idp_server.keys = list(ten_keys)
+    clock = FrozenClock()
+    middleware = robot(idp_server, clock)
+    first = mint({"exp": LONG_EXP}, ten_keys[0], now=int(clock.now), headers={"kid": None})
+    last = mint({"exp": LONG_EXP}, ten_keys[9], now=int(clock.now), headers={"kid": None})
+    assert "kid" not in idp.decode_parts(first)[0]
+    assert_accepted(send(middleware, first))
+    assert_invalid_token(send(middleware, last), "bad_signature")
+    assert_accepted(send(middleware, fresh(ten_keys[9], clock)))  # with its kid it is fine
+    assert idp_server.jwks_requests == 1
+
+
+def test_kidless_token_tries_keys_without_kid_first(idp_server, ten_keys):
+    """A key published without ``kid`` (after ten that have one) verifies a kid-less token:
+    keys without a kid are tried first, so the bound never hides the key such tokens need."""
+    plain = make_key("RS256")
+    jwk = plain.public_jwk()
+    del jwk["kid"]
+    idp_server.keys = [*ten_keys, jwk]
+    clock = FrozenClock()
+    middleware = robot(idp_server, clock)
+    token = mint({"exp": LONG_EXP}, plain, now=int(clock.now), headers={"kid": None})
+    assert_accepted(send(middleware, token))
