@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from .decode import HEADER_ENCODINGS, media_type
 from .errors import ConfigError
@@ -92,7 +92,7 @@ def _split_list(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
-def _check_url(option: str, value: object) -> str:
+def _check_url(option: str, value: object, *, allow_file: bool = False) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{option} is required: give the http(s) URL, e.g. https://idp/certs")
     try:
@@ -100,6 +100,8 @@ def _check_url(option: str, value: object) -> str:
         hostname = parts.hostname
     except ValueError:  # e.g. an unclosed IPv6 bracket: "https://[::1/jwks"
         hostname = None
+    if allow_file and value.strip()[:5].lower() == "file:":
+        return _check_file_url(option, value.strip())
     if not hostname or parts.scheme not in ("http", "https"):
         raise ConfigError(
             f"{option}={_without_credentials(value.strip())!r} is not an http(s) URL with a "
@@ -115,6 +117,38 @@ def _check_url(option: str, value: object) -> str:
             hostname,
         )
     return url
+
+
+def _check_file_url(option: str, url: str) -> str:
+    """A ``file:`` key set (an internal signer's keys on this machine): an absolute path on
+    this host, ``file:///etc/...`` or ``file://localhost/etc/...``. Another host would be a
+    network share the middleware cannot vouch for; a relative path depends on the working
+    directory."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.netloc.lower() not in ("", "localhost")
+        or not parts.path.startswith("/")
+        or "\x00" in unquote(parts.path)
+        or parts.query
+        or parts.fragment
+    ):
+        raise ConfigError(
+            f"{option}={_without_credentials(url)!r} is not a local file URL; write the "
+            "absolute path of the key-set file as 'file:///etc/jwt-headers/jwks.json' (no host "
+            "but localhost, no query), or give the provider's http(s) URL"
+        )
+    return url
+
+
+def file_url_path(url: str) -> str | None:
+    """The local path of a ``file:`` URL the config accepted, ``None`` for any other URL."""
+    if url[:5].lower() != "file:":
+        return None
+    return unquote(urlsplit(url).path)
 
 
 def _without_credentials(url: str) -> str:
@@ -659,7 +693,7 @@ class JwtHeadersConfig:
         if self.discovery:
             self._check_discovery()
         if self.validate_signature and not (self.discovery and self.jwks_uri is None):
-            self._set("jwks_uri", _check_url("jwks_uri", self.jwks_uri))
+            self._set("jwks_uri", _check_url("jwks_uri", self.jwks_uri, allow_file=True))
             if not self.validate_issuer:
                 logger.warning(
                     "validate_signature is on without validate_issuer: any token signed by the "

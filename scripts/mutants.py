@@ -186,6 +186,13 @@ MUTANTS: list[Mutant] = [
         "test_discovery.py",
     ),
     _m(
+        "R33 discovery: http(s) URLs only",
+        "discovery.py",
+        'if parts.scheme not in ("http", "https") or not parts.hostname:',
+        "if False:",
+        "test_discovery.py",
+    ),
+    _m(
         "R31 first-fetch back-off",
         "jwks.py",
         "            return float(min(self._cooldown, 2 ** min(state.failures_in_row - 1, 16)))",
@@ -212,6 +219,35 @@ MUTANTS: list[Mutant] = [
         "        matching.sort(key=lambda key: key.key_id is not None)  # stable: set order kept\n",
         "",
         "test_keyset.py",
+    ),
+    _m(
+        "file key set: read again when it changes (R41)",
+        "jwks.py",
+        "        if stamp != state.file_stamp or state.file_racy:\n"
+        "            with state.fetch_lock:",
+        "        if state.keys is None:\n            with state.fetch_lock:",
+        "test_keyset.py",
+    ),
+    _m(
+        "file key set: freshly modified file read again",
+        "jwks.py",
+        "return bool(stamp) and max(stamp[3], stamp[4]) >= time.time_ns()",
+        "return False and max(stamp[3], stamp[4]) >= time.time_ns()",
+        "test_keyset.py",
+    ),
+    _m(
+        "R27 file key set size cap",
+        "jwks.py",
+        "    if len(body) > max_bytes:",
+        "    if False:",
+        "test_keyset.py",
+    ),
+    _m(
+        "file key set: this host only",
+        "config.py",
+        'or parts.netloc.lower() not in ("", "localhost")',
+        "or False",
+        "test_config.py",
     ),
     _m(
         "R42 weak keys skipped",
