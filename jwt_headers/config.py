@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
+from cryptography import x509
+
 from .decode import HEADER_ENCODINGS, media_type
 from .errors import ConfigError
 from .metrics import Metrics
@@ -151,6 +153,51 @@ def file_url_path(url: str) -> str | None:
     return unquote(urlsplit(url).path)
 
 
+def _check_ca_bundle(value: str) -> str:
+    """The path of a readable PEM file holding at least one certificate: requests would take
+    anything and fail every HTTPS call later (or, for a missing file, raise per request)."""
+    path = value.strip()
+    fix = (
+        "give the path of a PEM file of the CA certificates that sign your identity provider's "
+        "certificate, e.g. '/etc/ssl/certs/internal-ca.pem'"
+    )
+    try:
+        data = Path(path).read_bytes() if path else b""
+    except OSError as exc:
+        raise ConfigError(
+            f"http_ca_bundle={value!r} cannot be read ({exc.strerror or exc}); {fix}"
+        ) from None
+    try:
+        found = x509.load_pem_x509_certificates(data) if b"-----BEGIN" in data else []
+    except ValueError:
+        found = []
+    if not found:
+        raise ConfigError(
+            f"http_ca_bundle={value!r} holds no PEM certificate (a '-----BEGIN CERTIFICATE-----' "
+            f"block) or a malformed one; {fix}"
+        )
+    return path
+
+
+def _check_proxy(value: str) -> str:
+    """An http(s) forward proxy with a host; credentials in it are proxy credentials, never
+    printed (R35)."""
+    url = value.strip()
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        hostname = None
+    if not hostname or parts.scheme not in ("http", "https") or parts.path not in ("", "/"):
+        raise ConfigError(
+            f"http_proxy={_without_credentials(url)!r} is not an http(s) proxy URL; write "
+            "e.g. 'http://proxy.internal:3128' (credentials, if any, as "
+            "'http://user:password@proxy.internal:3128')"
+        )
+    return url
+
+
 def _without_credentials(url: str) -> str:
     """The URL for a message or a ``repr``, with anything before an ``@`` (``user:password@``,
     also in mistyped URLs such as ``https:/user:pw@host``) replaced: config errors go to logs and
@@ -196,7 +243,7 @@ SOURCE_OPTIONS = frozenset(
 )
 
 #: Options holding a URL: shown through :func:`_without_credentials` wherever they are printed.
-URL_OPTIONS = frozenset({"jwks_uri", "userinfo_endpoint"})
+URL_OPTIONS = frozenset({"jwks_uri", "userinfo_endpoint", "http_proxy"})
 
 
 def printable(option: str, value: Any) -> Any:
@@ -287,6 +334,8 @@ class JwtHeadersConfig:
     http_connect_timeout: float = 2.0
     http_read_timeout: float = 3.0
     max_response_bytes: int = 1_048_576
+    http_ca_bundle: str | None = None
+    http_proxy: str | None = None
 
     # Derived at build time; not options.
     user_path: JsonPath | None = field(default=None, init=False)
@@ -450,6 +499,7 @@ class JwtHeadersConfig:
 
     def _check(self, given: frozenset[str]) -> None:
         self._check_types()
+        self._check_outbound()
         self._set("metrics_observer", resolve_metrics(self.metrics))
         if self.sources is None:
             self._check_user_name()
@@ -513,6 +563,14 @@ class JwtHeadersConfig:
                 f"userinfo_cache_ttl={self.userinfo_cache_ttl!r}: at most 300 seconds (R32), so a "
                 "token revoked at the identity provider stops working within five minutes"
             )
+
+    def _check_outbound(self) -> None:
+        """``http_ca_bundle`` and ``http_proxy``: checked now, as a bad one would otherwise
+        show only as 503s (every HTTPS call failing) once tokens arrive."""
+        if self.http_ca_bundle is not None:
+            self._set("http_ca_bundle", _check_ca_bundle(self.http_ca_bundle))
+        if self.http_proxy is not None:
+            self._set("http_proxy", _check_proxy(self.http_proxy))
 
     def _check_sources(self, given: frozenset[str]) -> tuple[JwtHeadersConfig, ...]:
         """Build one config per ``sources`` entry: the entry's options on top of this config's

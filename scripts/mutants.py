@@ -256,6 +256,42 @@ MUTANTS: list[Mutant] = [
         "]",
         "test_keyset.py",
     ),
+    # --- outbound calls (issue 14): the configured CA and proxy, never the environment's
+    _m(
+        "R31 http_ca_bundle verifies HTTPS",
+        "http.py",
+        "        session.verify = settings.ca_bundle\n",
+        "        pass\n",
+        "test_outbound.py",
+    ),
+    _m(
+        "http_ca_bundle must hold a certificate",
+        "config.py",
+        '    if not found:\n        raise ConfigError(\n            f"http_ca_bundle=',
+        '    if False:\n        raise ConfigError(\n            f"http_ca_bundle=',
+        "test_outbound.py",
+    ),
+    _m(
+        "R31 http_proxy carries every call",
+        "http.py",
+        'session.proxies = {"http": settings.proxy, "https": settings.proxy}',
+        "session.proxies = {}",
+        "test_outbound.py",
+    ),
+    _m(
+        "environment proxies ignored",
+        "http.py",
+        "session.trust_env = False",
+        "session.trust_env = True",
+        "test_outbound.py",
+    ),
+    _m(
+        "R35 proxy credentials masked",
+        "config.py",
+        'URL_OPTIONS = frozenset({"jwks_uri", "userinfo_endpoint", "http_proxy"})',
+        'URL_OPTIONS = frozenset({"jwks_uri", "userinfo_endpoint"})',
+        "test_outbound.py",
+    ),
     # --- path rules (issue 13)
     _m(
         "rules: protected paths",

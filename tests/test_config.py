@@ -85,6 +85,8 @@ README_DEFAULTS: dict[str, Any] = {
     "http_connect_timeout": 2.0,
     "http_read_timeout": 3.0,
     "max_response_bytes": 1_048_576,
+    "http_ca_bundle": None,
+    "http_proxy": None,
     "token_types": None,
     "header_encoding": "auto",
     "sources": None,
