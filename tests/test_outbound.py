@@ -204,6 +204,20 @@ def test_http_ca_bundle_replaces_the_trusted_cas(tls_idp, tmp_path):
     assert_unavailable(send(robot(tls_idp, http_ca_bundle=str(other.ca_file)), tls_idp))
 
 
+@pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
+def test_ca_environment_variables_are_ignored(tls_idp, test_ca, tmp_path, monkeypatch, variable):
+    """requests lets ``REQUESTS_CA_BUNDLE``/``CURL_CA_BUNDLE`` override a session's CA when it
+    reads the environment; ours does not: the environment's CA neither replaces
+    ``http_ca_bundle`` nor stands in for it."""
+    for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    other = make_test_ca(tmp_path / "other")
+    monkeypatch.setenv(variable, str(other.ca_file))
+    assert_accepted(send(robot(tls_idp, http_ca_bundle=str(test_ca.ca_file)), tls_idp))
+    monkeypatch.setenv(variable, str(test_ca.ca_file))
+    assert_unavailable(send(robot(tls_idp), tls_idp))
+
+
 def test_http_ca_bundle_covers_discovery_and_userinfo(test_ca):
     """Every outbound call shares the one session: discovery document, key set and userinfo,
     all over HTTPS from the internal CA, all work with the bundle."""
