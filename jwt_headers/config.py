@@ -109,6 +109,11 @@ def _check_url(option: str, value: object, *, allow_file: bool = False) -> str:
             f"{option}={_without_credentials(value.strip())!r} is not an http(s) URL with a "
             "host; write e.g. "
             "'https://idp.example/realms/r/protocol/openid-connect/certs'"
+            + (
+                " (or a local key-set file: 'file:///etc/jwt-headers/jwks.json')"
+                if allow_file
+                else ""
+            )
         )
     url = value.strip()
     if parts.scheme == "http" and not is_loopback(hostname):
