@@ -23,7 +23,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
+
+from cryptography import x509
 
 from .decode import HEADER_ENCODINGS, media_type
 from .errors import ConfigError
@@ -92,7 +94,7 @@ def _split_list(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
-def _check_url(option: str, value: object) -> str:
+def _check_url(option: str, value: object, *, allow_file: bool = False) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{option} is required: give the http(s) URL, e.g. https://idp/certs")
     try:
@@ -100,11 +102,18 @@ def _check_url(option: str, value: object) -> str:
         hostname = parts.hostname
     except ValueError:  # e.g. an unclosed IPv6 bracket: "https://[::1/jwks"
         hostname = None
+    if allow_file and value.strip()[:5].lower() == "file:":
+        return _check_file_url(option, value.strip())
     if not hostname or parts.scheme not in ("http", "https"):
         raise ConfigError(
             f"{option}={_without_credentials(value.strip())!r} is not an http(s) URL with a "
             "host; write e.g. "
             "'https://idp.example/realms/r/protocol/openid-connect/certs'"
+            + (
+                " (or a local key-set file: 'file:///etc/jwt-headers/jwks.json')"
+                if allow_file
+                else ""
+            )
         )
     url = value.strip()
     if parts.scheme == "http" and not is_loopback(hostname):
@@ -113,6 +122,83 @@ def _check_url(option: str, value: object) -> str:
             "https",
             option,
             hostname,
+        )
+    return url
+
+
+def _check_file_url(option: str, url: str) -> str:
+    """A ``file:`` key set (an internal signer's keys on this machine): an absolute path on
+    this host, ``file:///etc/...`` or ``file://localhost/etc/...``. Another host would be a
+    network share the middleware cannot vouch for; a relative path depends on the working
+    directory."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.netloc.lower() not in ("", "localhost")
+        or not parts.path.startswith("/")
+        or "\x00" in unquote(parts.path)
+        or parts.query
+        or parts.fragment
+    ):
+        raise ConfigError(
+            f"{option}={_without_credentials(url)!r} is not a local file URL; write the "
+            "absolute path of the key-set file as 'file:///etc/jwt-headers/jwks.json' (no host "
+            "but localhost, no query), or give the provider's http(s) URL"
+        )
+    return url
+
+
+def file_url_path(url: str) -> str | None:
+    """The local path of a ``file:`` URL the config accepted, ``None`` for any other URL."""
+    if url[:5].lower() != "file:":
+        return None
+    return unquote(urlsplit(url).path)
+
+
+def _check_ca_bundle(value: str) -> str:
+    """The path of a readable PEM file holding at least one certificate: requests would take
+    anything and fail every HTTPS call later (or, for a missing file, raise per request)."""
+    path = value.strip()
+    fix = (
+        "give the path of a PEM file of the CA certificates that sign your identity provider's "
+        "certificate, e.g. '/etc/ssl/certs/internal-ca.pem'"
+    )
+    try:
+        data = Path(path).read_bytes() if path else b""
+    except OSError as exc:
+        raise ConfigError(
+            f"http_ca_bundle={value!r} cannot be read ({exc.strerror or exc}); {fix}"
+        ) from None
+    try:
+        found = x509.load_pem_x509_certificates(data) if b"-----BEGIN" in data else []
+    except ValueError:
+        found = []
+    if not found:
+        raise ConfigError(
+            f"http_ca_bundle={value!r} holds no PEM certificate (a '-----BEGIN CERTIFICATE-----' "
+            f"block) or a malformed one; {fix}"
+        )
+    return path
+
+
+def _check_proxy(value: str) -> str:
+    """An http(s) forward proxy with a host; credentials in it are proxy credentials, never
+    printed (R35)."""
+    url = value.strip()
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        hostname = None
+    if not hostname or parts.scheme not in ("http", "https") or parts.path not in ("", "/"):
+        raise ConfigError(
+            f"http_proxy={_without_credentials(url)!r} is not an http(s) proxy URL; write "
+            "e.g. 'http://proxy.internal:3128' (credentials, if any, as "
+            "'http://user:password@proxy.internal:3128')"
         )
     return url
 
@@ -179,7 +265,7 @@ PROVIDER_OPTIONS = frozenset(
 _PROVIDER_ONLY = ("issuer", "jwks_uri", "discovery", "userinfo_endpoint")
 
 #: Options holding a URL: shown through :func:`_without_credentials` wherever they are printed.
-URL_OPTIONS = frozenset({"jwks_uri", "userinfo_endpoint"})
+URL_OPTIONS = frozenset({"jwks_uri", "userinfo_endpoint", "http_proxy"})
 
 
 def printable(option: str, value: Any) -> Any:
@@ -276,6 +362,8 @@ class JwtHeadersConfig:
     http_connect_timeout: float = 2.0
     http_read_timeout: float = 3.0
     max_response_bytes: int = 1_048_576
+    http_ca_bundle: str | None = None
+    http_proxy: str | None = None
 
     # Derived at build time; not options.
     user_path: JsonPath | None = field(default=None, init=False)
@@ -442,6 +530,7 @@ class JwtHeadersConfig:
 
     def _check(self, given: frozenset[str]) -> None:
         self._check_types()
+        self._check_outbound()
         self._set("metrics_observer", resolve_metrics(self.metrics))
         if self.sources is None:
             self._check_user_name()
@@ -505,6 +594,14 @@ class JwtHeadersConfig:
                 f"userinfo_cache_ttl={self.userinfo_cache_ttl!r}: at most 300 seconds (R32), so a "
                 "token revoked at the identity provider stops working within five minutes"
             )
+
+    def _check_outbound(self) -> None:
+        """``http_ca_bundle`` and ``http_proxy``: checked now, as a bad one would otherwise
+        show only as 503s (every HTTPS call failing) once tokens arrive."""
+        if self.http_ca_bundle is not None:
+            self._set("http_ca_bundle", _check_ca_bundle(self.http_ca_bundle))
+        if self.http_proxy is not None:
+            self._set("http_proxy", _check_proxy(self.http_proxy))
 
     def _check_sources(self, given: frozenset[str]) -> tuple[JwtHeadersConfig, ...]:
         """Build one config per ``sources`` entry: the entry's options on top of this config's
@@ -694,7 +791,7 @@ class JwtHeadersConfig:
         if self.discovery:
             self._check_discovery()
         if self.validate_signature and not (self.discovery and self.jwks_uri is None):
-            self._set("jwks_uri", _check_url("jwks_uri", self.jwks_uri))
+            self._set("jwks_uri", _check_url("jwks_uri", self.jwks_uri, allow_file=True))
             if not self.validate_issuer:
                 logger.warning(
                     "validate_signature is on without validate_issuer: any token signed by the "

@@ -64,9 +64,13 @@ def build_verifier(
 
 def _build_checks(config: JwtHeadersConfig, clock: Callable[[], float]) -> TokenVerifier:
     settings = HttpSettings(
-        config.http_connect_timeout, config.http_read_timeout, config.max_response_bytes
+        config.http_connect_timeout,
+        config.http_read_timeout,
+        config.max_response_bytes,
+        ca_bundle=config.http_ca_bundle,
+        proxy=config.http_proxy,
     )
-    session = new_session()
+    session = new_session(settings)
     jwks_uri: str | Callable[[bool], str] | None = config.jwks_uri
     userinfo_endpoint: str | Callable[[], str] | None = config.userinfo_endpoint
     if config.discovery:

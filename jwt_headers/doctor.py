@@ -100,6 +100,17 @@ def static_findings(config: JwtHeadersConfig) -> list[Finding]:
                 label = f"{where}providers ({provider.issuer[0]}): "
             findings.extend(_validation_findings(provider, label))
         findings.extend(_no_effect_findings(source, where))
+    if not any(source.validate_token for source in config.source_configs):
+        for option in ("http_ca_bundle", "http_proxy"):  # request-wide: one finding, no prefix
+            if _set(config, option):
+                findings.append(
+                    _no_effect(
+                        "",
+                        option,
+                        "validate_token is off, so no call to the identity provider is made",
+                        "set validate_token=true to check tokens, or remove the option.",
+                    )
+                )
     wide = ["*"] if config.trust_every_peer else []
     wide += [str(network) for network in config.trusted_networks if not network.is_loopback]
     if wide and unproven:

@@ -2,8 +2,10 @@
 
 Every call has explicit connect and read timeouts plus a total deadline (a server that drips one
 byte per second cannot hold a request longer than the configured time), a response size cap,
-no redirects (a redirect is a failed call: R27, R31) and no proxy settings taken from the
-environment (outbound calls go exactly where the config says).
+no redirects (a redirect is a failed call: R27, R31) and no proxy or CA settings taken from the
+environment (outbound calls go exactly where the config says): ``http_ca_bundle`` replaces the
+CA certificates HTTPS answers are checked against, ``http_proxy`` sends every call through one
+forward proxy.
 """
 
 from __future__ import annotations
@@ -28,6 +30,11 @@ class HttpSettings:
     connect_timeout: float
     read_timeout: float
     max_bytes: int
+    #: A PEM file of the CA certificates that HTTPS servers' certificates must chain to (an
+    #: internal CA), instead of the bundled public ones.
+    ca_bundle: str | None = None
+    #: The forward proxy every call goes through (``http://proxy:3128``).
+    proxy: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +45,15 @@ class HttpAnswer:
     cache_control: str | None = None
 
 
-def new_session() -> requests.Session:
+def new_session(settings: HttpSettings | None = None) -> requests.Session:
+    """The one session of a middleware's outbound calls (key set, userinfo, discovery)."""
     session = requests.Session()
-    session.trust_env = False  # no HTTP(S)_PROXY / .netrc surprises: go where configured
+    # No HTTP(S)_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE or .netrc surprises: go where configured.
+    session.trust_env = False
+    if settings is not None and settings.ca_bundle is not None:
+        session.verify = settings.ca_bundle
+    if settings is not None and settings.proxy is not None:
+        session.proxies = {"http": settings.proxy, "https": settings.proxy}
     return session
 
 

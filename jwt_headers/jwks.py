@@ -12,13 +12,24 @@ What the peers' users keep asking for, and what this client does (R27-R30):
 * PyJWT's :class:`~jwt.PyJWKSet` reads the keys; keys that are not for signatures, symmetric
   (``oct``) keys and keys for algorithms outside the allow-list are dropped when the set is
   loaded, so they can never verify anything.
+
+A ``file:`` ``jwks_uri`` (an internal signer's keys on this machine) is read instead of fetched:
+each key lookup (a token-cache miss, never a cache hit) stats the file and reads it again only
+when its device, inode, size, mtime or ctime changed, or when it was modified within
+:data:`RACY_SECONDS` of the last read (a rewrite in the same timestamp tick would otherwise go
+unseen). There is no provider to protect, so no cooldown: a rotated file is used at once, and a
+``kid`` gone from it is revoked (R41) as after an HTTP refresh. A missing, unreadable or garbage
+file keeps the last good keys; while none was ever loaded the request gets 503.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 import re
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -30,11 +41,17 @@ from jwt import PyJWK, PyJWKSet
 from jwt.exceptions import PyJWKSetError, PyJWTError
 
 from . import http
+from .config import file_url_path
 from .errors import IdpUnavailable, InvalidToken
 from .logtools import safe
 from .metrics import Metrics
 
 logger = logging.getLogger("jwt_headers")
+
+
+#: The most keys a token without ``kid`` is checked against: each costs a signature check,
+#: so a kid-less token (cheap to make up) cannot cost one per key of a large key set.
+MAX_KIDLESS_KEYS = 4
 
 
 @dataclass(frozen=True)
@@ -49,9 +66,14 @@ class KeySet:
     ttl: float = 300.0
 
     def find(self, kid: str | None, alg: str) -> tuple[PyJWK, ...]:
+        """The keys that may have signed a token: the exact ``kid``'s, or for a kid-less token
+        at most :data:`MAX_KIDLESS_KEYS` of the token's algorithm, keys without a ``kid`` first
+        (the ones such a token is meant for), then the others in key-set order."""
         if kid is not None:
             return self.by_kid.get(kid, ())
-        return tuple(key for key in self.all_keys if key.algorithm_name == alg)
+        matching = [key for key in self.all_keys if key.algorithm_name == alg]
+        matching.sort(key=lambda key: key.key_id is not None)  # stable: set order kept
+        return tuple(matching[:MAX_KIDLESS_KEYS])
 
 
 def usable_keys(jwks: list[object], algorithms: frozenset[str]) -> list[PyJWK]:
@@ -118,6 +140,57 @@ class _State:
     #: before the next attempt doubles from one second up to the cooldown.
     failures_in_row: int = 0
     fetch_lock: threading.Lock = field(default_factory=threading.Lock)
+    #: A ``file:`` key set: the stamp of the file as last read (``()``: it was missing), whether
+    #: it was then freshly modified (re-read on the next lookup), the digest of the last good
+    #: content (an identical re-read is not parsed again).
+    file_stamp: tuple[int, ...] | None = None
+    file_racy: bool = False
+    file_digest: bytes = b""
+
+
+#: A file modified this recently when read is read again on the next lookup: a second write in
+#: the same timestamp tick, of the same size, would leave its stamp unchanged.
+RACY_SECONDS = 2.0
+
+
+def _stamp(path: str) -> tuple[int, ...]:
+    """What tells that a file changed (``()`` when it cannot be stat'ed): an in-place rewrite
+    changes size, mtime or ctime, a rename over it (the atomic way) the inode."""
+    try:
+        found = os.stat(path)
+    except (OSError, ValueError):
+        return ()
+    return _stamp_of(found)
+
+
+def _stamp_of(found: os.stat_result) -> tuple[int, ...]:
+    return (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns)
+
+
+def _is_racy(stamp: tuple[int, ...]) -> bool:
+    return bool(stamp) and max(stamp[3], stamp[4]) >= time.time_ns() - int(RACY_SECONDS * 1e9)
+
+
+def _read_file(path: str, max_bytes: int) -> tuple[bytes, tuple[int, ...]]:
+    """The file's bytes (at most ``max_bytes``) and the stamp of what was read; a FIFO or device
+    is refused without blocking on it."""
+    try:
+        handle = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise http.FetchFailed("file_missing") from None
+    except (OSError, ValueError):
+        raise http.FetchFailed("file_unreadable") from None
+    with os.fdopen(handle, "rb") as file:
+        try:
+            found = os.fstat(file.fileno())
+            if not stat.S_ISREG(found.st_mode):
+                raise http.FetchFailed("not_a_regular_file")
+            body = file.read(max_bytes + 1)
+        except OSError:
+            raise http.FetchFailed("file_unreadable") from None
+    if len(body) > max_bytes:
+        raise http.FetchFailed("response_too_large")
+    return body, _stamp_of(found)
 
 
 class JwksClient:
@@ -149,23 +222,33 @@ class JwksClient:
         self._clock = clock
         self._session = session or http.new_session()
         self._state = _State()
+        #: The local file of a ``file:`` jwks_uri, read instead of fetched.
+        self._path = file_url_path(uri) if isinstance(uri, str) else None
 
     def prefetch(self) -> bool:
         """Fetch the key set now (start-up), so the first token does not wait for it; a failure
         is logged and the requests get 503 until a later attempt succeeds. True on success."""
         try:
-            self._current()
+            self._current() if self._path is None else self._from_file()
         except IdpUnavailable:
             return False
         return True
 
     @property
     def fetch_count(self) -> int:
-        """How many times the key set was requested from the identity provider."""
+        """How many times the key set was requested from the identity provider (or, for a
+        ``file:`` key set, read from the file)."""
         return self._state.fetches
 
     def keys_for(self, kid: str | None, alg: str) -> tuple[PyJWK, ...]:
         """Candidate keys for a token header; refuses with 503 when none could ever be fetched."""
+        if self._path is not None:
+            found = self._from_file().find(kid, alg)  # just checked: nothing newer to look for
+            if not found:
+                raise InvalidToken(
+                    "unknown_key", "no key of the identity provider matches the token"
+                )
+            return found
         keys = self._current()
         found = keys.find(kid, alg)
         if not found:
@@ -238,12 +321,7 @@ class JwksClient:
             state.fetches += 1
             started = time.monotonic()
             try:
-                state.keys = self._fetch()
-                if before is not None and self.on_revoked is not None:
-                    gone = frozenset(before.by_kid) - frozenset(state.keys.by_kid)
-                    if gone:
-                        logger.info("jwks_keys_revoked count=%d", len(gone))
-                        self.on_revoked(gone)
+                self._install(self._fetch())
             except http.FetchFailed as failure:
                 if self._metrics is not None:
                     self._metrics.idp_call("jwks", False, time.monotonic() - started)
@@ -260,6 +338,63 @@ class JwksClient:
                 self._metrics.idp_call("jwks", True, time.monotonic() - started)
             return state.keys
 
+    def _install(self, keys: KeySet) -> None:
+        """Use ``keys`` from now on; R41: tell ``on_revoked`` which kids are gone."""
+        before = self._state.keys
+        self._state.keys = keys
+        if before is not None and self.on_revoked is not None:
+            gone = frozenset(before.by_kid) - frozenset(keys.by_kid)
+            if gone:
+                logger.info("jwks_keys_revoked count=%d", len(gone))
+                self.on_revoked(gone)
+
+    def _from_file(self) -> KeySet:
+        """The keys of a ``file:`` key set, read again if the file changed since the last read;
+        the last good keys when it is now missing or garbage; 503 when none was ever loaded."""
+        assert self._path is not None
+        state = self._state
+        stamp = _stamp(self._path)
+        if stamp != state.file_stamp or state.file_racy:
+            with state.fetch_lock:  # one reader; the others wait and use what it loaded
+                if stamp != state.file_stamp or state.file_racy:
+                    self._read_key_file(stamp)
+        if state.keys is None:
+            raise IdpUnavailable(
+                "jwks_unavailable", "the key-set file cannot be read", retry_after=1
+            )
+        return state.keys
+
+    def _read_key_file(self, stamp: tuple[int, ...]) -> None:
+        assert self._path is not None
+        state = self._state
+        state.last_attempt = self._clock()
+        state.fetches += 1
+        started = time.monotonic()
+        try:
+            if not stamp:
+                raise http.FetchFailed("file_missing")
+            body, stamp = _read_file(self._path, self._http.max_bytes)
+            digest = hashlib.sha256(body).digest()
+            if state.keys is None or digest != state.file_digest:
+                self._install(self._parse(body, self._ttl))
+                state.file_digest = digest
+        except http.FetchFailed as failure:
+            state.failures += 1
+            logger.warning(
+                "jwks_file_failed reason=%s path=%s: keeping %s",
+                failure.reason,
+                safe(self._path, 200),
+                "the last good keys" if state.keys else "no keys (requests get 503)",
+            )
+            ok = False
+        else:
+            ok = True
+        finally:
+            # An unchanged file is not read again (not even a bad one); a fresh one is.
+            state.file_stamp, state.file_racy = stamp, _is_racy(stamp)
+        if self._metrics is not None:
+            self._metrics.idp_call("jwks", ok, time.monotonic() - started)
+
     def _fetch(self) -> KeySet:
         # A callable finds the URL (discovery), told whether this is a re-fetch (then it reads
         # the provider's document again, so moved keys are followed).
@@ -267,8 +402,13 @@ class JwksClient:
         answer = http.get(self._session, uri, self._http)
         if answer.status != 200:
             raise http.FetchFailed(f"status_{answer.status}")
+        return self._parse(answer.body, self._ttl_of(answer.cache_control))
+
+    def _parse(self, body: bytes, ttl: float) -> KeySet:
+        """A key-set document (HTTP answer or file) as a :class:`KeySet`, the same checks for
+        both; :class:`http.FetchFailed` when it is not one."""
         try:
-            document = json.loads(answer.body)
+            document = json.loads(body)
         except (ValueError, RecursionError):
             raise http.FetchFailed("not_json") from None
         if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
@@ -283,7 +423,7 @@ class JwksClient:
             by_kid=by_kid,
             all_keys=tuple(keys),
             fetched_at=self._clock(),
-            ttl=self._ttl_of(answer.cache_control),
+            ttl=ttl,
         )
 
     def _ttl_of(self, cache_control: str | None) -> float:

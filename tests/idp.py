@@ -29,6 +29,9 @@ Server modes (``server.jwks_mode`` / ``server.userinfo_mode``; unknown names rai
                 a good-looking answer that is not a 200
   down          reads the request, closes the connection without a byte
 
+``IdpServer(tls=make_test_ca(directory).server_context())`` serves the same over HTTPS with a
+certificate for 127.0.0.1 signed by a test CA (``TestCa.ca_file``: the CA's PEM file).
+
 Nothing here sleeps on the test side. The server sleeps only in its "slow"/"trickle" modes (it
 plays a slow IdP), and those waits end at once when the server is stopped.
 """
@@ -36,11 +39,14 @@ plays a slow IdP), and those waits end at once when the server is stopped.
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import hmac
+import ipaddress
 import json
 import secrets
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -49,12 +55,14 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
@@ -69,6 +77,7 @@ __all__ = [
     "USER_NAME",
     "IdpServer",
     "Recorded",
+    "TestCa",
     "TestKey",
     "access_claims",
     "b64url",
@@ -78,6 +87,7 @@ __all__ = [
     "hmac_sign",
     "idp_server",
     "make_key",
+    "make_test_ca",
     "mint",
 ]
 
@@ -264,6 +274,93 @@ def make_key(kind: str = "RS256", kid: str | None = None) -> TestKey:
     else:
         raise ValueError(f"unknown key kind {kind!r}")
     return TestKey(kid=kid or secrets.token_urlsafe(16), alg=kind, private_key=private)
+
+
+# --------------------------------------------------------------------------- TLS
+
+
+@dataclass(frozen=True)
+class TestCa:
+    """A test CA's PEM (``ca_file``) and a server certificate it signed for 127.0.0.1."""
+
+    __test__ = False  # not a pytest test class
+
+    ca_file: Path
+    cert_file: Path
+    key_file: Path
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert_file, self.key_file)
+        return context
+
+
+def make_test_ca(directory: Path) -> TestCa:
+    """A new CA (``ca.pem``) and a certificate for IP 127.0.0.1 (SAN) signed by it
+    (``server.pem``, ``server.key``), written in ``directory``."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, common)])
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("jwt-headers test CA"))
+        .issuer_name(name("jwt-headers test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False, content_commitment=False, key_encipherment=False,
+                data_encipherment=False, key_agreement=False, key_cert_sign=True,
+                crl_sign=True, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    server_cert = (
+        x509.CertificateBuilder()
+        .subject_name(name("127.0.0.1"))
+        .issuer_name(ca_cert.subject)
+        .public_key(server_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = TestCa(directory / "ca.pem", directory / "server.pem", directory / "server.key")
+    ca.ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    ca.cert_file.write_bytes(server_cert.public_bytes(serialization.Encoding.PEM))
+    ca.key_file.write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return ca
 
 
 # --------------------------------------------------------------------------- claims
@@ -574,7 +671,10 @@ class IdpServer:
         *,
         issuer: str = ISSUER,
         delay: float = 3.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        #: Serve HTTPS with this context (``make_test_ca(dir).server_context()``).
+        self.tls = tls
         self.keys: list[TestKey | dict[str, Any]] = (
             list(keys) if keys is not None else [make_key("RS256")]
         )
@@ -640,6 +740,8 @@ class IdpServer:
             raise RuntimeError("an IdpServer cannot be restarted; make a new one")
         httpd = _HttpServer(("127.0.0.1", 0), _Handler)
         httpd.idp = self
+        if self.tls is not None:
+            httpd.socket = self.tls.wrap_socket(httpd.socket, server_side=True)
         self._httpd = httpd
         self._port = httpd.server_address[1]
         self._thread = threading.Thread(
@@ -680,7 +782,8 @@ class IdpServer:
         return self._port
 
     def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self._port}{path}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self._port}{path}"
 
     @property
     def jwks_uri(self) -> str:

@@ -85,6 +85,8 @@ README_DEFAULTS: dict[str, Any] = {
     "http_connect_timeout": 2.0,
     "http_read_timeout": 3.0,
     "max_response_bytes": 1_048_576,
+    "http_ca_bundle": None,
+    "http_proxy": None,
     "token_types": None,
     "header_encoding": "auto",
     "sources": None,
@@ -512,7 +514,6 @@ ERROR_CASES = [
         for i, url in enumerate(
             [
                 "ftp://idp.example/jwks",
-                "file:///etc/jwks.json",
                 "idp.example/jwks",
                 "https://",
                 "https:///certs",
@@ -521,6 +522,36 @@ ERROR_CASES = [
                 "ws://idp.example/jwks",
             ]
         )
+    ),
+    *(
+        case(
+            f"C1-jwks-uri-file-{i}",
+            {**JWT, "validate_token": True, "jwks_uri": url},
+            f"jwks_uri={url!r} is not a local file URL",
+            "'file:///etc/jwt-headers/jwks.json'",
+        )
+        for i, url in enumerate(
+            [
+                "file://idp.example/etc/jwks.json",  # another host: a share we cannot vouch for
+                "file:jwks.json",  # relative: depends on the working directory
+                "file://./jwks.json",
+                "file:///etc/jwks.json?v=2",
+                "file:///etc/jwks.json#k",
+                "file:///etc/jwks%00.json",
+            ]
+        )
+    ),
+    case(
+        "C1-userinfo-file",
+        {
+            **JWT,
+            "validate_token": True,
+            "validate_signature": False,
+            "validate_userinfo": True,
+            "userinfo_endpoint": "file:///etc/userinfo.json",
+        },
+        "userinfo_endpoint=",
+        *URL_HINT,
     ),
     case(
         "C1-userinfo-missing",
@@ -896,6 +927,22 @@ def test_c2_loopback_or_https_does_not_warn(warned, option, url):
     config = build(**_with_url(option, url))
     assert getattr(config, option) == url
     assert warnings_of(warned) == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "file:///etc/jwt-headers/jwks.json",
+        "file://localhost/etc/jwt-headers/jwks.json",
+        "FILE:///etc/jwt-headers/jwks.json",
+        "file:///srv/keys/with%20space.json",
+    ],
+)
+def test_jwks_uri_may_be_a_local_file(url):
+    """Issue 14: an internal signer's key set as a local file: an absolute path, no host but
+    ``localhost``; kept as written (the key-set client reads it)."""
+    config = build(**{**VALIDATED, "jwks_uri": url})
+    assert config.jwks_uri == url
 
 
 def test_url_is_stored_trimmed():

@@ -6,6 +6,8 @@ crash."""
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any
 
 import idp
@@ -226,3 +228,23 @@ def test_idp_fixture_serves_discovery_under_any_prefix():
         assert answer.status_code == 200
         assert answer.json()["jwks_uri"] == server.jwks_uri
         assert answer.json()["issuer"] == idp.ISSUER
+
+
+@pytest.mark.parametrize("scheme", ["file", "FILE"])
+def test_r33_a_document_naming_a_file_key_set_is_refused(provider, tmp_path, caplog, scheme):
+    """R33: only the configured ``jwks_uri`` may be a local file. A discovery document (what the
+    provider, or whoever answers in its name, says) naming ``file:///...`` is refused: the key
+    set there (valid keys for the token) is never read, the request gets 503, the log says
+    why."""
+    caplog.set_level(logging.WARNING, logger="jwt_headers")
+    key_file = tmp_path / "jwks.json"
+    key_file.write_text(json.dumps({"keys": [provider.key.public_jwk()]}))
+    provider.discovery_body = {
+        "issuer": provider.issuer,
+        "jwks_uri": f"{scheme}://{key_file}",
+    }
+    assert_unavailable(send(robot(provider), token(provider)))
+    assert any(
+        "reason=jwks_uri_not_an_http_url" in record.getMessage() for record in caplog.records
+    )
+    assert provider.jwks_requests == 0

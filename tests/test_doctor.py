@@ -120,6 +120,25 @@ def test_validation_options_while_validate_token_is_off(option):
     assert "set validate_token=true" in text
 
 
+@pytest.mark.parametrize("option", ["http_ca_bundle", "http_proxy"])
+def test_outbound_options_while_no_token_is_validated(option, tmp_path):
+    """``http_ca_bundle``/``http_proxy`` only shape calls to the identity provider: set without
+    ``validate_token`` they do nothing, and the doctor says so (once, request-wide); with it,
+    nothing is reported."""
+    from idp import make_test_ca
+
+    value = (
+        str(make_test_ca(tmp_path).ca_file)
+        if option == "http_ca_bundle"
+        else "http://robot:s3cret@proxy.internal:3128"
+    )
+    text = messages(**STRING, **{option: value}, **PROTECTED)
+    assert f"no_effect: {option} is set but has no effect: validate_token is off" in text
+    assert "s3cret" not in text
+    signed = {**JWT, "validate_token": True, "jwks_uri": "https://idp.example/certs"}
+    assert "no_effect" not in messages(**signed, **{option: value}, **PROTECTED)
+
+
 @pytest.mark.parametrize(
     ("option", "switch"),
     [

@@ -13,6 +13,7 @@ bounded by small ``http_connect_timeout``/``http_read_timeout`` options and chec
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -21,6 +22,7 @@ import threading
 import time
 import warnings
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from pathlib import Path
 from typing import Any
 
 import idp
@@ -39,6 +41,7 @@ from conftest import (
 from idp import ISSUER, USER_NAME, access_claims, b64url, compact_jws, dead_url, make_key, mint
 
 from jwt_headers import JwtHeadersMiddleware
+from jwt_headers import jwks as jwks_module
 
 idp_server = idp.idp_server  # the pytest fixture, bound here so pytest finds it
 
@@ -821,3 +824,228 @@ def test_jwks_prefetch_failure_does_not_stop_the_app(idp_server):
     idp_server.jwks_mode = "ok"
     clock.advance(1)
     assert_accepted(send(middleware, fresh(idp_server.key, clock)))
+
+
+# --------------------------------------------------------------------------- kid-less tokens
+@pytest.fixture(scope="module")
+def ten_keys() -> list[idp.TestKey]:
+    """Ten RS256 keys (made once: RSA generation is the slow part)."""
+    return [make_key("RS256", kid=f"k{n}") for n in range(1, 11)]
+
+
+def test_kidless_token_checked_against_at_most_max_kidless_keys(idp_server, ten_keys):
+    """Issue 14: a token without ``kid`` is checked against at most ``MAX_KIDLESS_KEYS`` (4) keys
+    of its algorithm, in key-set order: signed by the first key it is accepted, by the tenth it
+    is refused ``bad_signature`` (app not called), so a made-up kid-less token costs at most
+    four signature checks however large the key set."""
+    from jwt_headers.jwks import MAX_KIDLESS_KEYS
+
+    assert MAX_KIDLESS_KEYS == 4
+    idp_server.keys = list(ten_keys)
+    clock = FrozenClock()
+    middleware = robot(idp_server, clock)
+    first = mint({"exp": LONG_EXP}, ten_keys[0], now=int(clock.now), headers={"kid": None})
+    last = mint({"exp": LONG_EXP}, ten_keys[9], now=int(clock.now), headers={"kid": None})
+    assert "kid" not in idp.decode_parts(first)[0]
+    assert_accepted(send(middleware, first))
+    assert_invalid_token(send(middleware, last), "bad_signature")
+    assert_accepted(send(middleware, fresh(ten_keys[9], clock)))  # with its kid it is fine
+    assert idp_server.jwks_requests == 1
+
+
+def test_kidless_token_tries_keys_without_kid_first(idp_server, ten_keys):
+    """A key published without ``kid`` (after ten that have one) verifies a kid-less token:
+    keys without a kid are tried first, so the bound never hides the key such tokens need."""
+    plain = make_key("RS256")
+    jwk = plain.public_jwk()
+    del jwk["kid"]
+    idp_server.keys = [*ten_keys, jwk]
+    clock = FrozenClock()
+    middleware = robot(idp_server, clock)
+    token = mint({"exp": LONG_EXP}, plain, now=int(clock.now), headers={"kid": None})
+    assert_accepted(send(middleware, token))
+
+
+# --------------------------------------------------------------------------- file: key sets
+def write_key_set(path: Path, keys: list[Any], *, atomic: bool = False) -> None:
+    """Publish ``keys`` (TestKeys or JWK dicts) in the file, rewritten in place or, with
+    ``atomic``, written beside it and renamed over it (a new inode), as a signer would."""
+    body = json.dumps({"keys": [k.public_jwk() if isinstance(k, idp.TestKey) else k for k in keys]})
+    if atomic:
+        spare = path.with_suffix(".new")
+        spare.write_text(body)
+        os.replace(spare, path)
+    else:
+        path.write_text(body)
+
+
+def file_robot(path: Path, clock: FrozenClock, **extra: Any) -> JwtHeadersMiddleware:
+    options: dict[str, Any] = {
+        "user_name_header": "Authorization",
+        "user_name_format": "jwt",
+        "user_name_json_path": "preferred_username",
+        "validate_token": True,
+        "jwks_uri": path.as_uri(),
+        "validate_issuer": True,
+        "issuer": ISSUER,
+        **extra,
+    }
+    return JwtHeadersMiddleware(RecordingApp(), clock=clock, **options)
+
+
+def file_reads(middleware: JwtHeadersMiddleware) -> int:
+    return middleware.authenticator.verifier.jwks.fetch_count
+
+
+def test_file_key_set_accepts_and_is_not_read_again_while_unchanged(tmp_path, monkeypatch):
+    """Issue 14: ``jwks_uri=file:///...`` reads an internal signer's key set from disk. An
+    unchanged file (stamp: device, inode, size, mtime, ctime) is not read again, not even for an
+    unknown kid (no provider to protect, but no reason to read either)."""
+    monkeypatch.setattr(jwks_module, "RACY_SECONDS", 0.0)  # the file's age does not matter here
+    path = tmp_path / "jwks.json"
+    key = make_key("RS256")
+    write_key_set(path, [key])
+    clock = FrozenClock()
+    middleware = file_robot(path, clock)
+    assert_accepted(send(middleware, fresh(key, clock)))
+    assert_accepted(send(middleware, fresh(key, clock)))
+    assert_invalid_token(send(middleware, unsigned_token("made-up", clock)), "unknown_key")
+    clock.advance(TTL + 1)  # the HTTP TTL means nothing for a file
+    assert_accepted(send(middleware, fresh(key, clock)))
+    assert file_reads(middleware) == 1
+
+
+@pytest.mark.parametrize("atomic", [False, True], ids=["in-place", "renamed-over"])
+def test_file_key_set_rotation_r41(tmp_path, atomic):
+    """Rewriting the file rotates the keys at the next lookup, with no cooldown: the new kid is
+    accepted at once, the old kid is refused ``unknown_key``, and a token of the old key that was
+    cached is refused too (R41, as after an HTTP refresh)."""
+    path = tmp_path / "jwks.json"
+    old, new = make_key("RS256", kid="k-old"), make_key("RS256", kid="k-new")
+    write_key_set(path, [old])
+    clock = FrozenClock()
+    middleware = file_robot(path, clock)
+    cached = fresh(old, clock)
+    assert_accepted(send(middleware, cached))
+    write_key_set(path, [new], atomic=atomic)  # same size as before: only the stamp tells
+    assert_accepted(send(middleware, fresh(new, clock)))
+    assert_invalid_token(send(middleware, fresh(old, clock)), "unknown_key")
+    assert_invalid_token(send(middleware, cached), "unknown_key")
+
+
+def test_file_key_set_rewritten_in_the_same_tick_is_still_seen(tmp_path):
+    """A rewrite of the same size whose mtime is put back (``cp -p``, a fast second write in
+    one timestamp tick) leaves size and mtime equal; a file modified within ``RACY_SECONDS``
+    of its read is read again at the next lookup, so the rotation is not missed."""
+    path = tmp_path / "jwks.json"
+    old, new = make_key("RS256", kid="k-old"), make_key("RS256", kid="k-new")
+    write_key_set(path, [old])
+    os.utime(path, ns=(NOW * 10**9, NOW * 10**9))
+    clock = FrozenClock()
+    middleware = file_robot(path, clock)
+    assert_accepted(send(middleware, fresh(old, clock)))
+    write_key_set(path, [new])
+    os.utime(path, ns=(NOW * 10**9, NOW * 10**9))
+    assert_accepted(send(middleware, fresh(new, clock)))
+    assert_invalid_token(send(middleware, fresh(old, clock)), "unknown_key")
+
+
+def test_file_key_set_freshly_modified_is_read_again_not_parsed_again(tmp_path, caplog):
+    """A file modified within ``RACY_SECONDS`` of its read may be rewritten again in the same
+    timestamp tick with the same size (its stamp would not change): it is read again at the
+    next lookup until it is older than that. Identical content is not parsed again (one
+    ``jwks_loaded``, no revocation)."""
+    caplog.set_level(logging.INFO, logger="jwt_headers")
+    path = tmp_path / "jwks.json"
+    key = make_key("RS256")
+    write_key_set(path, [key])  # just now: racy
+    clock = FrozenClock()
+    middleware = file_robot(path, clock)
+    cached = fresh(key, clock)
+    principal = assert_accepted(send(middleware, cached))
+    assert_accepted(send(middleware, fresh(key, clock)))
+    assert file_reads(middleware) == 2
+    assert sum("jwks_loaded" in r.getMessage() for r in caplog.records) == 1
+    assert assert_accepted(send(middleware, cached)) is principal  # the cache was kept
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"{not json", "not_json"),
+        (b'{"keys": []}', "no_usable_keys"),
+        (b"[]", "not_a_key_set"),
+        (b'{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}', "no_usable_keys"),
+        (None, "file_missing"),
+    ],
+    ids=["garbage", "empty", "not-object", "only-hmac", "deleted"],
+)
+def test_file_key_set_bad_rewrite_keeps_the_last_good_keys(tmp_path, caplog, content, reason):
+    """R28 for files: a garbage, empty or deleted file keeps the last good keys (tokens of a
+    known key keep working, new ones included), with a warning naming the reason; a good file
+    afterwards is used at once."""
+    caplog.set_level(logging.WARNING, logger="jwt_headers")
+    path = tmp_path / "jwks.json"
+    key, next_key = make_key("RS256"), make_key("RS256")
+    write_key_set(path, [key])
+    clock = FrozenClock()
+    middleware = file_robot(path, clock)
+    assert_accepted(send(middleware, fresh(key, clock)))
+    if content is None:
+        path.unlink()
+    else:
+        path.write_bytes(content)
+    assert_accepted(send(middleware, fresh(key, clock)))
+    assert_invalid_token(send(middleware, fresh(next_key, clock)), "unknown_key")
+    warned = [r.getMessage() for r in caplog.records if "jwks_file_failed" in r.getMessage()]
+    assert warned and f"reason={reason}" in warned[0] and "the last good keys" in warned[0]
+    write_key_set(path, [next_key])
+    assert_accepted(send(middleware, fresh(next_key, clock)))
+    assert_invalid_token(send(middleware, fresh(key, clock)), "unknown_key")
+
+
+def test_file_key_set_missing_at_start_gives_503_then_works(tmp_path, monkeypatch):
+    """R31 for files: no key set was ever loaded (the file does not exist yet), so the request
+    gets 503 ``jwks_unavailable`` with Retry-After, the app not called; the missing file is not
+    looked for again until it appears, and then it is used at the next request (no back-off,
+    no clock advance)."""
+    monkeypatch.setattr(jwks_module, "RACY_SECONDS", 0.0)
+    path = tmp_path / "jwks.json"
+    key = make_key("RS256")
+    clock = FrozenClock()
+    middleware = file_robot(path, clock, jwks_prefetch=True)  # a failure does not stop the app
+    answer = send(middleware, fresh(key, clock))
+    assert_unavailable(answer)
+    assert answer.reasons[-1] == "jwks_unavailable"
+    assert_unavailable(send(middleware, fresh(key, clock)))
+    assert file_reads(middleware) == 1  # a stat per lookup; one attempt for the missing file
+    path.write_text("{garbage")
+    assert_unavailable(send(middleware, fresh(key, clock)))  # garbage: still none loaded
+    write_key_set(path, [key])
+    assert_accepted(send(middleware, fresh(key, clock)))
+
+
+def test_file_key_set_size_capped_by_max_response_bytes(tmp_path, caplog):
+    """R27 for files: a key-set file larger than ``max_response_bytes`` is refused like an
+    oversized answer (503 while none was ever loaded), read no further than the cap."""
+    caplog.set_level(logging.WARNING, logger="jwt_headers")
+    path = tmp_path / "jwks.json"
+    key = make_key("RS256")
+    write_key_set(path, [key])
+    clock = FrozenClock()
+    middleware = file_robot(path, clock, max_response_bytes=path.stat().st_size - 1)
+    assert_unavailable(send(middleware, fresh(key, clock)))
+    assert any("reason=response_too_large" in r.getMessage() for r in caplog.records)
+    assert_accepted(send(file_robot(path, clock), fresh(key, clock)))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_file_key_set_fifo_refused_without_blocking(tmp_path):
+    """A FIFO (or device) at the path is refused at once, not read (it would block or never
+    end)."""
+    path = tmp_path / "jwks.json"
+    os.mkfifo(path)
+    clock = FrozenClock()
+    started = time.monotonic()
+    assert_unavailable(send(file_robot(path, clock), fresh(make_key("RS256"), clock)))
+    assert time.monotonic() - started < 2

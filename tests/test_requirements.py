@@ -811,7 +811,10 @@ C1_CASES = [
     pytest.param({**EXPIRY_ONLY, "validate_userinfo": True}, "userinfo_endpoint", id="userinfo"),
     pytest.param({**EXPIRY_ONLY, "validate_audience": True}, "audience", id="audience"),
     pytest.param({**EXPIRY_ONLY, "validate_issuer": True}, "issuer", id="issuer"),
-    pytest.param({**SIGNED, "jwks_uri": "file:///etc/jwks.json"}, "jwks_uri", id="file-url"),
+    pytest.param(
+        {**SIGNED, "jwks_uri": "file://idp.example/etc/jwks.json"}, "jwks_uri", id="remote-file-url"
+    ),
+    pytest.param({**SIGNED, "jwks_uri": "file:jwks.json"}, "jwks_uri", id="relative-file-url"),
     pytest.param({**SIGNED, "jwks_uri": "ftp://idp.example/jwks"}, "jwks_uri", id="ftp-url"),
     pytest.param({**SIGNED, "jwks_uri": "https:///jwks"}, "jwks_uri", id="url-without-host"),
     pytest.param(
