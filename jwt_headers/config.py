@@ -162,7 +162,7 @@ SOURCE_OPTIONS = frozenset(
 )
 
 #: Options holding a URL: shown through :func:`_without_credentials` wherever they are printed.
-URL_OPTIONS = frozenset({"jwks_uri", "userinfo_endpoint"})
+URL_OPTIONS = frozenset({"jwks_uri", "userinfo_endpoint", "cache_url"})
 
 
 def printable(option: str, value: Any) -> Any:
@@ -253,6 +253,9 @@ class JwtHeadersConfig:
     http_connect_timeout: float = 2.0
     http_read_timeout: float = 3.0
     max_response_bytes: int = 1_048_576
+    # --- shared cache
+    cache_url: str | None = None
+    cache_timeout: float = 0.05
 
     # Derived at build time; not options.
     user_path: JsonPath | None = field(default=None, init=False)
@@ -425,6 +428,7 @@ class JwtHeadersConfig:
         else:
             self._set("source_configs", self._check_sources(given))
         self._check_trust()
+        self._check_shared_cache()
         rules = PathRules(self.exempt_paths, self.exempt_methods, self.protected_paths)
         self._set("exempt_methods", tuple(sorted(rules.exempt_methods)))
         self._set("path_rules", None if rules.empty else rules)
@@ -479,6 +483,41 @@ class JwtHeadersConfig:
                 f"userinfo_cache_ttl={self.userinfo_cache_ttl!r}: at most 300 seconds (R32), so a "
                 "token revoked at the identity provider stops working within five minutes"
             )
+
+    def _check_shared_cache(self) -> None:
+        """``cache_url`` names a Redis server (redis-py reads it); ``cache_timeout`` bounds
+        what a slow or frozen Redis may cost a request, so it stays short."""
+        if not 0 < self.cache_timeout <= 1:
+            raise ConfigError(
+                f"cache_timeout={self.cache_timeout!r}: give seconds greater than 0 and at most "
+                "1 (default 0.05): a request waits this long for a slow Redis before going on "
+                "without it"
+            )
+        url = self.cache_url
+        if url is None:
+            return
+        url = url.strip()
+        shown = _without_credentials(url)
+        try:
+            parts = urlsplit(url)
+            scheme, host = parts.scheme.lower(), parts.hostname
+        except ValueError:
+            scheme, host = "", None
+        if scheme not in _CACHE_SCHEMES or (scheme != "unix" and not host):
+            raise ConfigError(
+                f"cache_url={shown!r} is not a Redis URL; write e.g. "
+                "'redis://127.0.0.1:6379/0', 'rediss://user:password@redis.example:6380/0' "
+                "(TLS) or 'unix:///run/redis/redis.sock', or leave cache_url unset for "
+                "in-process caches only"
+            )
+        try:
+            import redis  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                f"cache_url={shown!r} needs redis-py, which is not installed: "
+                "pip install 'jwt-headers[redis]'"
+            ) from None
+        self._set("cache_url", url)
 
     def _check_sources(self, given: frozenset[str]) -> tuple[JwtHeadersConfig, ...]:
         """Build one config per ``sources`` entry: the entry's options on top of this config's
@@ -778,8 +817,10 @@ _FLOAT_OPTIONS = frozenset(
         "userinfo_cache_ttl",
         "http_connect_timeout",
         "http_read_timeout",
+        "cache_timeout",
     }
 )
+_CACHE_SCHEMES = ("redis", "rediss", "unix")
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 
