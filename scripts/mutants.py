@@ -242,6 +242,49 @@ MUTANTS: list[Mutant] = [
         'f"(?s:{re.escape(prefix)}.*)\\\\Z"',
         "test_rules.py",
     ),
+    # --- the shared cache on Redis (issue 14)
+    _m(
+        "shared: R24 TTL bounded by the token",
+        "userinfo.py",
+        "return min(ttl, float(exp) + self._leeway - now)",
+        "return ttl",
+        "test_shared_cache.py",
+    ),
+    _m(
+        "shared: R32 acceptance keeps its remaining life",
+        "userinfo.py",
+        "return min(remaining, self._cache_ttl)",
+        "return self._cache_ttl",
+        "test_shared_cache.py",
+    ),
+    _m(
+        "shared: subject re-checked",
+        "userinfo.py",
+        'if self._validate_subject and claims.get("sub") != subject:',
+        "if False:",
+        "test_shared_cache.py",
+    ),
+    _m(
+        "shared: R31 Redis error is a miss",
+        "shared.py",
+        "            self._failed(error)\n            return None\n        self._succeeded()",
+        "            raise\n        self._succeeded()",
+        "test_shared_cache.py",
+    ),
+    _m(
+        "shared: Redis skipped after a failure",
+        "shared.py",
+        "if self._clock() < self._skip_until:\n            return None",
+        "if False:\n            return None",
+        "test_shared_cache.py",
+    ),
+    _m(
+        "shared: R24 a key without TTL is a miss",
+        "shared.py",
+        "if not isinstance(pttl, int) or isinstance(pttl, bool) or pttl <= 0:",
+        "if False:",
+        "test_shared_cache.py",
+    ),
     # --- logs (R34, R37)
     _m(
         "R34 fingerprint only",
