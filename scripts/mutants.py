@@ -272,10 +272,17 @@ MUTANTS: list[Mutant] = [
         "test_shared_cache.py",
     ),
     _m(
-        "shared: Redis skipped after a failure",
+        "shared: no read during the pause",
         "shared.py",
         "if self._clock() < self._skip_until:\n            return None",
         "if False:\n            return None",
+        "test_shared_cache.py",
+    ),
+    _m(
+        "shared: no write during the pause",
+        "shared.py",
+        "if ttl_ms < 1 or self._clock() < self._skip_until:",
+        "if ttl_ms < 1:",
         "test_shared_cache.py",
     ),
     _m(

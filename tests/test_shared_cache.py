@@ -311,8 +311,11 @@ def test_redis_down_falls_back_logs_once_and_resumes(idp_server, redis, caplog):
 
     redis.start()  # same port
     paused = mint(None, idp_server.key, NOW)
-    assert_accepted(send(one, paused))  # inside the pause: Redis not asked, nothing stored
-    assert redis.client().dbsize() == 0
+    refused = b'{"v":1,"ok":false,"reason":"userinfo_rejected"}'
+    plant(redis, key_of(idp_server, paused), refused)
+    assert_accepted(send(one, paused))  # inside the pause: Redis neither read nor written
+    assert redis.client().get(key_of(idp_server, paused)) == refused
+    assert redis.client().dbsize() == 1
     clock.advance(RETRY_AFTER + 0.1)
     fresh = mint(None, idp_server.key, NOW)
     assert_accepted(send(one, fresh))
