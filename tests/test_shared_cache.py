@@ -16,13 +16,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import pickle
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,10 +34,10 @@ from conftest import (
     assert_accepted,
     assert_invalid_token,
     call,
-    wait_until_listening,
 )
+from fleet_worker import Fleet
 from idp import ISSUER, SUBJECT, USER_NAME, mint
-from redis_server import RedisServer, free_port
+from redis_server import RedisServer
 
 from jwt_headers import ConfigError, JwtHeadersConfig, JwtHeadersMiddleware
 from jwt_headers.doctor import static_findings
@@ -421,68 +417,6 @@ def test_doctor_warns_when_nothing_would_be_shared(idp_server, redis):
 # --------------------------------------------------------------------------- a real fleet
 
 WORKERS = 4
-
-
-class Fleet:
-    """``count`` worker processes (tests/fleet_worker.py), each serving the middleware over
-    HTTP on its own loopback port, sharing one IdP and one Redis."""
-
-    def __init__(self, config: dict[str, Any], count: int, logs: Path) -> None:
-        self.ports = [free_port() for _ in range(count)]
-        self.logs = [logs / f"worker{i}.log" for i in range(count)]
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this tree's jwt_headers, not main's
-        self.processes = []
-        for port, log in zip(self.ports, self.logs, strict=True):
-            with open(log, "wb") as out:
-                self.processes.append(
-                    subprocess.Popen(
-                        [sys.executable, str(ROOT / "tests" / "fleet_worker.py"), str(port)],
-                        stdin=subprocess.PIPE,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        env=env,
-                        cwd=ROOT,
-                    )
-                )
-        for process in self.processes:
-            assert process.stdin is not None
-            process.stdin.write(json.dumps(config).encode())
-            process.stdin.close()
-        for index, (process, port) in enumerate(zip(self.processes, self.ports, strict=True)):
-            wait_until_listening(process, port, 20, lambda i=index: self.log(i))
-
-    def log(self, index: int) -> str:
-        return self.logs[index].read_text(errors="replace")
-
-    def lines(self, index: int, word: str) -> list[str]:
-        return [line for line in self.log(index).splitlines() if word in line]
-
-    def get(self, index: int, token: str | None, path: str = "/") -> tuple[int, Any, float]:
-        """(status, JSON body, seconds) of one request to worker ``index``."""
-        request = urllib.request.Request(f"http://127.0.0.1:{self.ports[index]}{path}")
-        if token is not None:
-            request.add_header("Authorization", f"Bearer {token}")
-        started = time.monotonic()
-        try:
-            with urllib.request.urlopen(request, timeout=10) as answer:
-                status, body = answer.status, answer.read()
-        except urllib.error.HTTPError as error:
-            status, body = error.code, error.read()
-        return status, json.loads(body), time.monotonic() - started
-
-    def app_calls(self) -> int:
-        return sum(self.get(i, None, "/calls")[1]["calls"] for i in range(len(self.ports)))
-
-    def stop(self) -> None:
-        for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 @pytest.fixture
