@@ -258,6 +258,13 @@ MUTANTS: list[Mutant] = [
         "test_shared_cache.py",
     ),
     _m(
+        "shared: R31 an IdP outage is never shared",
+        "userinfo.py",
+        "except InvalidToken as refusal:  # refused by the provider; 503s are never shared",
+        "except Exception as refusal:  # type: ignore[misc]",
+        "test_shared_cache.py",
+    ),
+    _m(
         "shared: subject re-checked",
         "userinfo.py",
         'if self._validate_subject and claims.get("sub") != subject:',
