@@ -36,6 +36,10 @@ RETRY_AFTER = 1.0
 #: A value longer than this is not ours (ours are under 300 bytes): a miss, never parsed.
 MAX_VALUE_BYTES = 4096
 KEY_PREFIX = "jwt_headers:v1:userinfo:"
+#: The claim of the worker asking the provider for a key (cross-worker single flight).
+CLAIM_PREFIX = "jwt_headers:v1:asking:"
+#: How often a worker waiting for another's answer looks again (real seconds).
+POLL_SECONDS = 0.01
 
 
 def userinfo_key(scope: str, token: str) -> str:
@@ -43,6 +47,25 @@ def userinfo_key(scope: str, token: str) -> str:
     scope (what decides the answer) and the token, so entries never cross configurations (R23)."""
     digest = hashlib.sha256(f"{scope}\0{token}".encode("utf-8", "surrogatepass")).hexdigest()
     return KEY_PREFIX + digest
+
+
+def claim_key(key: str) -> str:
+    return CLAIM_PREFIX + key.removeprefix(KEY_PREFIX)
+
+
+def _parse(raw: Any, pttl: Any) -> tuple[dict[str, Any], float] | None:
+    """A stored value and its life in seconds, or ``None`` when it is not one of ours."""
+    if not isinstance(raw, bytes | str) or len(raw) > MAX_VALUE_BYTES:
+        return None
+    if not isinstance(pttl, int) or isinstance(pttl, bool) or pttl <= 0:
+        return None  # no TTL (-1) is not ours: every key we write ends (R24)
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(value, dict):
+        return None
+    return value, pttl / 1000
 
 
 class SharedCache:
@@ -96,17 +119,57 @@ class SharedCache:
             self._failed(error)
             return None
         self._succeeded()
-        if not isinstance(raw, bytes | str) or len(raw) > MAX_VALUE_BYTES:
-            return None
-        if not isinstance(pttl, int) or isinstance(pttl, bool) or pttl <= 0:
-            return None  # no TTL (-1) is not ours: every key we write ends (R24)
+        return _parse(raw, pttl)
+
+    def claim(self, key: str, ttl_seconds: float) -> bool:
+        """Claim the asking for ``key`` (``SET NX PX`` on its own key): True when this worker
+        should ask the provider (it holds the claim, or Redis cannot tell), False when another
+        worker holds it."""
+        ttl_ms = int(ttl_seconds * 1000) if math.isfinite(ttl_seconds) else 0
+        if ttl_ms < 1 or self._clock() < self._skip_until:
+            return True
         try:
-            value = json.loads(raw)
-        except (ValueError, RecursionError):
-            return None
-        if not isinstance(value, dict):
-            return None
-        return value, pttl / 1000
+            won = self._client.set(claim_key(key), b"1", nx=True, px=ttl_ms)
+        except Exception as error:
+            self._failed(error)
+            return True
+        self._succeeded()
+        return bool(won)
+
+    def release(self, key: str) -> None:
+        """Drop this worker's claim on ``key``: waiting workers stop waiting."""
+        if self._clock() < self._skip_until:
+            return  # the claim ends by its own TTL
+        try:
+            self._client.delete(claim_key(key))
+        except Exception as error:
+            self._failed(error)
+            return
+        self._succeeded()
+
+    def wait_for(self, key: str, timeout: float) -> tuple[dict[str, Any], float] | None:
+        """Another worker's answer under ``key``, polled every :data:`POLL_SECONDS` while its
+        claim lasts and for at most ``timeout`` real seconds; ``None`` when the claim ended
+        without an answer (a 503 is not shared), the time is up or Redis fails."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS)
+            if self._clock() < self._skip_until:
+                return None
+            try:
+                pipe = self._client.pipeline(transaction=False)
+                pipe.get(key)
+                pipe.pttl(key)
+                pipe.exists(claim_key(key))
+                raw, pttl, claimed = pipe.execute()
+            except Exception as error:
+                self._failed(error)
+                return None
+            self._succeeded()
+            found = _parse(raw, pttl)
+            if found is not None or not claimed:
+                return found
+        return None
 
     def set(self, key: str, value: dict[str, Any], ttl_seconds: float) -> None:
         """Store ``value`` for ``ttl_seconds`` (rounded down to whole milliseconds, so an entry

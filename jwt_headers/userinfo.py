@@ -24,6 +24,9 @@ from .shared import SharedCache, userinfo_key
 
 logger = logging.getLogger("jwt_headers")
 
+#: Seconds a worker's claim to ask outlives its longest call (a claim whose holder died ends).
+CLAIM_MARGIN = 0.5
+
 #: The provider's refusals a shared entry may carry, with the client's message for each;
 #: another reason in an entry is not ours and is a miss.
 _SHARED_REFUSALS = {
@@ -67,6 +70,8 @@ class UserinfoClient:
         self._cache_ttl = cache_ttl
         self._negative_ttl = negative_ttl
         self._leeway = leeway
+        # The longest one call may take: how long other workers wait for this one's answer.
+        self._ask_timeout = http_settings.connect_timeout + http_settings.read_timeout
         self.calls = 0
 
     def check(self, token: str, claims: dict[str, Any], now: float | None = None) -> float:
@@ -76,17 +81,28 @@ class UserinfoClient:
             return self._cache_ttl
         now = time.time() if now is None else now
         key = userinfo_key(self._scope, token)
-        remaining = self._shared_outcome(key, claims)
+        remaining = self._shared_outcome(self.shared.get(key), claims)
         if remaining is not None:
             return min(remaining, self._cache_ttl)
+        # Cross-worker single flight: one worker asks, the others wait for its answer (at
+        # most as long as its call may take), then ask themselves if none came.
+        claimed = self.shared.claim(key, self._ask_timeout + CLAIM_MARGIN)
+        if not claimed:
+            remaining = self._shared_outcome(self.shared.wait_for(key, self._ask_timeout), claims)
+            if remaining is not None:
+                return min(remaining, self._cache_ttl)
         try:
-            subject = self._ask(token, claims)
-        except InvalidToken as refusal:  # refused by the provider; 503s are never shared
-            ttl = self._bounded(self._negative_ttl, claims, now)
-            self.shared.set(key, {"v": 1, "ok": False, "reason": refusal.reason}, ttl)
-            raise
-        ttl = self._bounded(self._cache_ttl, claims, now)
-        self.shared.set(key, {"v": 1, "ok": True, "sub": subject}, ttl)
+            try:
+                subject = self._ask(token, claims)
+            except InvalidToken as refusal:  # refused by the provider; 503s are never shared
+                ttl = self._bounded(self._negative_ttl, claims, now)
+                self.shared.set(key, {"v": 1, "ok": False, "reason": refusal.reason}, ttl)
+                raise
+            ttl = self._bounded(self._cache_ttl, claims, now)
+            self.shared.set(key, {"v": 1, "ok": True, "sub": subject}, ttl)
+        finally:
+            if claimed:
+                self.shared.release(key)
         return self._cache_ttl
 
     def _bounded(self, ttl: float, claims: dict[str, Any], now: float) -> float:
@@ -99,11 +115,11 @@ class UserinfoClient:
                 return 0.0
         return ttl
 
-    def _shared_outcome(self, key: str, claims: dict[str, Any]) -> float | None:
+    def _shared_outcome(
+        self, found: tuple[dict[str, Any], float] | None, claims: dict[str, Any]
+    ) -> float | None:
         """The shared entry's remaining life when it accepts; raise its refusal; ``None`` for a
         miss (absent, unusable, Redis down, or an accepted subject that is not the token's)."""
-        assert self.shared is not None
-        found = self.shared.get(key)
         if found is None:
             return None
         value, remaining = found

@@ -265,6 +265,20 @@ MUTANTS: list[Mutant] = [
         "test_shared_cache.py",
     ),
     _m(
+        "shared: single flight, others wait",
+        "userinfo.py",
+        "        if not claimed:\n",
+        "        if False:\n",
+        "test_shared_cache.py",
+    ),
+    _m(
+        "shared: single flight, claim released",
+        "userinfo.py",
+        "            if claimed:\n                self.shared.release(key)",
+        "            if False:\n                self.shared.release(key)",
+        "test_shared_cache.py",
+    ),
+    _m(
         "shared: subject re-checked",
         "userinfo.py",
         'if self._validate_subject and claims.get("sub") != subject:',

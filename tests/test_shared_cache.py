@@ -18,6 +18,7 @@ import json
 import logging
 import pickle
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,7 +42,7 @@ from redis_server import RedisServer
 
 from jwt_headers import ConfigError, JwtHeadersConfig, JwtHeadersMiddleware
 from jwt_headers.doctor import static_findings
-from jwt_headers.shared import KEY_PREFIX, RETRY_AFTER, userinfo_key
+from jwt_headers.shared import KEY_PREFIX, RETRY_AFTER, claim_key, userinfo_key
 
 idp_server = idp.idp_server  # the pytest fixtures, bound here so pytest finds them
 redis = redis_server.redis
@@ -281,6 +282,52 @@ def test_a_shared_refusal_is_a_refusal(idp_server, redis):
     assert idp_server.userinfo_requests == 0
 
 
+# --------------------------------------------------------------------------- single flight
+
+
+def test_a_claim_left_by_a_dead_worker_delays_no_longer_than_its_life(idp_server, redis):
+    """Another worker claimed the asking and died: this one waits while the claim lives (here
+    0.2 s, at most the HTTP timeouts), then asks the provider itself."""
+    token = mint(None, idp_server.key, NOW)
+    redis.client().set(claim_key(key_of(idp_server, token)), b"1", px=200)
+    started = time.monotonic()
+    assert_accepted(send(worker(idp_server, redis, FrozenClock()), token))
+    assert 0.15 < time.monotonic() - started < 0.9
+    assert idp_server.userinfo_requests == 1
+    assert redis.client().exists(key_of(idp_server, token))
+
+
+def test_an_unanswered_ask_releases_its_claim(idp_server, redis):
+    """A worker whose call ends in a 503 (nothing to share) drops its claim: the next worker
+    asks at once instead of waiting out the first one's timeouts."""
+    token = mint(None, idp_server.key, NOW)
+    idp_server.userinfo_mode = "500"
+    assert send(worker(idp_server, redis, FrozenClock()), token).status == 503
+    assert redis.client().dbsize() == 0
+    idp_server.userinfo_mode = "ok"
+    started = time.monotonic()
+    assert_accepted(send(worker(idp_server, redis, FrozenClock()), token))
+    assert time.monotonic() - started < 0.5  # the HTTP timeouts are 0.5 + 0.5 s
+    assert idp_server.userinfo_requests == 2
+
+
+def test_a_waiting_worker_takes_the_answer_that_arrives(idp_server, redis):
+    """While another worker's claim lives, an answer it stores is used: no call."""
+    token = mint(None, idp_server.key, NOW)
+    key = key_of(idp_server, token)
+    client = redis.client()
+    client.set(claim_key(key), b"1", px=5000)
+    answer = threading.Timer(0.1, lambda: client.set(key, OK_ENTRY, px=60_000))
+    answer.start()
+    try:
+        started = time.monotonic()
+        assert_accepted(send(worker(idp_server, redis, FrozenClock()), token))
+        assert time.monotonic() - started < 0.9
+    finally:
+        answer.join()
+    assert idp_server.userinfo_requests == 0
+
+
 # --------------------------------------------------------------------------- outages
 
 
@@ -505,4 +552,28 @@ def test_fleet_redis_frozen_then_thawed(fleet, idp_server, redis):
     time.sleep(RETRY_AFTER + 0.2)
     idp_server.reset()
     all_accept(fleet, mint(None, idp_server.key))
+    assert idp_server.userinfo_requests == 1
+
+
+def test_fleet_concurrent_first_requests_make_one_call(fleet, idp_server):
+    """The same new token at all four workers at once, the provider slow (0.3 s): one worker
+    asks, the others wait for its answer; all 200, one userinfo call."""
+    idp_server.delay = 0.3
+    idp_server.userinfo_mode = "slow"
+    token = mint(None, idp_server.key)
+    start = threading.Barrier(WORKERS)
+    answers: list[Any] = [None] * WORKERS
+
+    def ask(index: int) -> None:
+        start.wait()
+        answers[index] = fleet.get(index, token)
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(WORKERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for status, body, seconds in answers:
+        assert status == 200 and body["user"] == USER_NAME
+        assert seconds < 0.3 + 0.7
     assert idp_server.userinfo_requests == 1
