@@ -126,7 +126,7 @@ class SharedCache:
         should ask the provider (it holds the claim, or Redis cannot tell), False when another
         worker holds it."""
         ttl_ms = int(ttl_seconds * 1000) if math.isfinite(ttl_seconds) else 0
-        if ttl_ms < 1 or self._clock() < self._skip_until:
+        if self._clock() < self._skip_until or ttl_ms < 1:  # paused: ask, claim nothing
             return True
         try:
             won = self._client.set(claim_key(key), b"1", nx=True, px=ttl_ms)

@@ -82,15 +82,16 @@ class UserinfoClient:
         now = time.time() if now is None else now
         key = userinfo_key(self._scope, token)
         remaining = self._shared_outcome(self.shared.get(key), claims)
+        claimed = False
+        if remaining is None:
+            # Cross-worker single flight: one worker asks, the others wait for its answer (at
+            # most as long as its call may take), then ask themselves if none came.
+            claimed = self.shared.claim(key, self._ask_timeout + CLAIM_MARGIN)
+            if not claimed:
+                found = self.shared.wait_for(key, self._ask_timeout)
+                remaining = self._shared_outcome(found, claims)
         if remaining is not None:
             return min(remaining, self._cache_ttl)
-        # Cross-worker single flight: one worker asks, the others wait for its answer (at
-        # most as long as its call may take), then ask themselves if none came.
-        claimed = self.shared.claim(key, self._ask_timeout + CLAIM_MARGIN)
-        if not claimed:
-            remaining = self._shared_outcome(self.shared.wait_for(key, self._ask_timeout), claims)
-            if remaining is not None:
-                return min(remaining, self._cache_ttl)
         try:
             try:
                 subject = self._ask(token, claims)

@@ -267,8 +267,8 @@ MUTANTS: list[Mutant] = [
     _m(
         "shared: single flight, others wait",
         "userinfo.py",
-        "        if not claimed:\n",
-        "        if False:\n",
+        "            if not claimed:\n",
+        "            if False:\n",
         "test_shared_cache.py",
     ),
     _m(
