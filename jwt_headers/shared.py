@@ -11,6 +11,10 @@ Keys are SHA-256 hashes of the configuration's scope and the token, never the to
 are compact JSON, never pickle, and anything that does not parse into the expected shape is a
 miss. Every key carries a TTL no later than the token's end (R24).
 
+Concurrent misses for one token across workers share one call: the first worker claims the
+asking (``SET NX PX``), the others poll for its answer while the claim lives, for at most the
+HTTP timeouts, then ask themselves.
+
 Redis is a helper, never a gate: any error is a miss (or a write not made), logged once per
 outage, and Redis is left alone for :data:`RETRY_AFTER` seconds before it is tried again. The
 client has short timeouts and no retries, so a frozen Redis costs a request at most
