@@ -6,10 +6,12 @@ the fake IdP (``tests/idp.py``). The first half runs middlewares in this process
 second half runs four real worker processes (``tests/fleet_worker.py``) serving the middleware
 over HTTP, sharing one Redis, which is then killed (SIGKILL), frozen (SIGSTOP) and brought back.
 
-Requirements: R23 entries never cross configurations (the key hashes the userinfo endpoint and
-validate_subject), R24 every key ends no later than the token, R31 never fail open (Redis down
-is a miss, never an acceptance), R34 no token text stored, R32 a shared acceptance lives no
-longer than userinfo_cache_ttl in all.
+Requirements: R23 keys are hashes of the token and the config's scope (the userinfo endpoint,
+validate_subject), so entries never cross configurations and Redis holds no token text (nor,
+as R35 asks of logs, any of its segments); R24 every key ends no later than the token; R30
+concurrent misses across workers make one call; R31 never fail open (Redis down is a miss,
+never an acceptance) and never wait past the timeouts; R32 a shared acceptance lives no longer
+than userinfo_cache_ttl in all; R35 a cache_url password is never printed.
 """
 
 from __future__ import annotations
@@ -135,7 +137,7 @@ def test_an_idp_outage_is_never_shared(idp_server, redis):
     assert idp_server.userinfo_requests == 2
 
 
-def test_keys_are_hashes_with_a_ttl_bounded_by_the_token_r24_r34(idp_server, redis):
+def test_keys_are_hashes_with_a_ttl_bounded_by_the_token_r23_r24(idp_server, redis):
     """No token text (nor any of its segments) in Redis; the accepted entry ends at
     min(userinfo_cache_ttl, exp + leeway - now), the refusal at min(negative TTL, the same)."""
     clock = FrozenClock()
@@ -286,7 +288,7 @@ def test_a_shared_refusal_is_a_refusal(idp_server, redis):
 
 
 def test_a_claim_left_by_a_dead_worker_delays_no_longer_than_its_life(idp_server, redis):
-    """Another worker claimed the asking and died: this one waits while the claim lives (here
+    """R30: another worker claimed the asking and died: this one waits while the claim lives (here
     0.2 s, at most the HTTP timeouts), then asks the provider itself."""
     token = mint(None, idp_server.key, NOW)
     redis.client().set(claim_key(key_of(idp_server, token)), b"1", px=200)
@@ -556,7 +558,7 @@ def test_fleet_redis_frozen_then_thawed(fleet, idp_server, redis):
 
 
 def test_fleet_concurrent_first_requests_make_one_call(fleet, idp_server):
-    """The same new token at all four workers at once, the provider slow (0.3 s): one worker
+    """R30: the same new token at all four workers at once, the provider slow (0.3 s): one worker
     asks, the others wait for its answer; all 200, one userinfo call."""
     idp_server.delay = 0.3
     idp_server.userinfo_mode = "slow"
