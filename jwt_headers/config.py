@@ -265,7 +265,7 @@ PROVIDER_OPTIONS = frozenset(
 _PROVIDER_ONLY = ("issuer", "jwks_uri", "discovery", "userinfo_endpoint")
 
 #: Options holding a URL: shown through :func:`_without_credentials` wherever they are printed.
-URL_OPTIONS = frozenset({"jwks_uri", "userinfo_endpoint", "http_proxy"})
+URL_OPTIONS = frozenset({"jwks_uri", "userinfo_endpoint", "http_proxy", "cache_url"})
 
 
 def printable(option: str, value: Any) -> Any:
@@ -364,6 +364,9 @@ class JwtHeadersConfig:
     max_response_bytes: int = 1_048_576
     http_ca_bundle: str | None = None
     http_proxy: str | None = None
+    # --- shared cache
+    cache_url: str | None = None
+    cache_timeout: float = 0.05
 
     # Derived at build time; not options.
     user_path: JsonPath | None = field(default=None, init=False)
@@ -540,6 +543,7 @@ class JwtHeadersConfig:
         else:
             self._set("source_configs", self._check_sources(given))
         self._check_trust()
+        self._check_shared_cache()
         rules = PathRules(self.exempt_paths, self.exempt_methods, self.protected_paths)
         self._set("exempt_methods", tuple(sorted(rules.exempt_methods)))
         self._set("path_rules", None if rules.empty else rules)
@@ -602,6 +606,41 @@ class JwtHeadersConfig:
             self._set("http_ca_bundle", _check_ca_bundle(self.http_ca_bundle))
         if self.http_proxy is not None:
             self._set("http_proxy", _check_proxy(self.http_proxy))
+
+    def _check_shared_cache(self) -> None:
+        """``cache_url`` names a Redis server (redis-py reads it); ``cache_timeout`` bounds
+        what a slow or frozen Redis may cost a request, so it stays short."""
+        if not 0 < self.cache_timeout <= 1:
+            raise ConfigError(
+                f"cache_timeout={self.cache_timeout!r}: give seconds greater than 0 and at most "
+                "1 (default 0.05): a request waits this long for a slow Redis before going on "
+                "without it"
+            )
+        url = self.cache_url
+        if url is None:
+            return
+        url = url.strip()
+        shown = _without_credentials(url)
+        try:
+            parts = urlsplit(url)
+            scheme, host = parts.scheme.lower(), parts.hostname
+        except ValueError:
+            scheme, host = "", None
+        if scheme not in _CACHE_SCHEMES or (scheme != "unix" and not host):
+            raise ConfigError(
+                f"cache_url={shown!r} is not a Redis URL; write e.g. "
+                "'redis://127.0.0.1:6379/0', 'rediss://user:password@redis.example:6380/0' "
+                "(TLS) or 'unix:///run/redis/redis.sock', or leave cache_url unset for "
+                "in-process caches only"
+            )
+        try:
+            import redis  # noqa: F401
+        except ImportError:
+            raise ConfigError(
+                f"cache_url={shown!r} needs redis-py, which is not installed: "
+                "pip install 'jwt-headers[redis]'"
+            ) from None
+        self._set("cache_url", url)
 
     def _check_sources(self, given: frozenset[str]) -> tuple[JwtHeadersConfig, ...]:
         """Build one config per ``sources`` entry: the entry's options on top of this config's
@@ -991,8 +1030,10 @@ _FLOAT_OPTIONS = frozenset(
         "userinfo_cache_ttl",
         "http_connect_timeout",
         "http_read_timeout",
+        "cache_timeout",
     }
 )
+_CACHE_SCHEMES = ("redis", "rediss", "unix")
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 

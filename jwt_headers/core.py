@@ -30,6 +30,7 @@ from .principal import Claims, Principal
 from .providers import ProviderRouter
 from .rolemap import convert_roles
 from .rules import PathRule
+from .shared import SharedCache
 from .sources import HeaderSource, PeerTrust, read_header
 from .userinfo import UserinfoClient
 from .verify import TokenVerifier
@@ -44,25 +45,40 @@ _NOT_OURS = object()
 _NOT_NEGATIVELY_CACHED = frozenset({"not_yet_valid", "issued_in_future", "unknown_key"})
 
 
+def build_shared_cache(config: JwtHeadersConfig, clock: Callable[[], float]) -> SharedCache | None:
+    """The Redis client of ``cache_url``, or ``None``: one per :class:`Authenticator`, shared
+    by its sources."""
+    if config.cache_url is None:
+        return None
+    return SharedCache(config.cache_url, timeout=config.cache_timeout, clock=clock)
+
+
 def build_verifier(
-    config: JwtHeadersConfig, clock: Callable[[], float]
+    config: JwtHeadersConfig,
+    clock: Callable[[], float],
+    shared: SharedCache | None = None,
 ) -> TokenVerifier | ProviderRouter | None:
     """The configured checks, with their HTTP clients, or ``None`` when nothing is validated;
-    with ``providers``, one set of checks per provider behind a router on the exact ``iss``."""
+    with ``providers``, one set of checks per provider behind a router on the exact ``iss``.
+
+    ``shared``: where userinfo outcomes are shared (built from ``cache_url`` when not given).
+    """
     if not config.validate_token:
         return None
     if config.provider_configs:
         return ProviderRouter(
             {
-                provider.issuer[0]: _build_checks(provider, clock)
+                provider.issuer[0]: _build_checks(provider, clock, shared)
                 for provider in config.provider_configs
                 if provider.issuer
             }
         )
-    return _build_checks(config, clock)
+    return _build_checks(config, clock, shared)
 
 
-def _build_checks(config: JwtHeadersConfig, clock: Callable[[], float]) -> TokenVerifier:
+def _build_checks(
+    config: JwtHeadersConfig, clock: Callable[[], float], shared: SharedCache | None
+) -> TokenVerifier:
     settings = HttpSettings(
         config.http_connect_timeout,
         config.http_read_timeout,
@@ -96,12 +112,25 @@ def _build_checks(config: JwtHeadersConfig, clock: Callable[[], float]) -> Token
             jwks.prefetch()
     userinfo = None
     if config.validate_userinfo and userinfo_endpoint:
+        if shared is None:
+            shared = build_shared_cache(config, clock)
+        # What decides the provider's answer, so shared entries never cross configurations.
+        scope = (
+            f"userinfo={userinfo_endpoint}"
+            if isinstance(userinfo_endpoint, str)
+            else f"issuer={(config.issuer or ('',))[0]}"
+        )
         userinfo = UserinfoClient(
             userinfo_endpoint,
             http_settings=settings,
             validate_subject=config.validate_subject,
             session=session,
             metrics=config.metrics_observer,
+            shared=shared,
+            shared_scope=scope,
+            cache_ttl=config.userinfo_cache_ttl,
+            negative_ttl=config.negative_cache_ttl,
+            leeway=config.leeway,
         )
     return TokenVerifier(config, clock=clock, jwks=jwks, userinfo=userinfo)
 
@@ -201,6 +230,8 @@ class Authenticator:
         self._rules = config.path_rules
         self._metrics = config.metrics_observer
         trust = PeerTrust(config.trusted_networks, config.trust_every_peer)
+        #: One Redis client for every source (``None`` without ``cache_url``).
+        self.shared = build_shared_cache(config, clock)
         self.readers = tuple(
             SourceReader(
                 source,
@@ -208,6 +239,7 @@ class Authenticator:
                 clock=clock,
                 verifier=verifier if index == 0 else None,
                 cache=cache if index == 0 else None,
+                shared=self.shared,
             )
             for index, source in enumerate(config.source_configs)
         )
@@ -423,10 +455,11 @@ class SourceReader:
         clock: Callable[[], float],
         verifier: Verifier | None = None,
         cache: TokenCache | None = None,
+        shared: SharedCache | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
-        self.verifier = verifier if verifier is not None else build_verifier(config, clock)
+        self.verifier = verifier if verifier is not None else build_verifier(config, clock, shared)
         self._verify = self.verifier
         self._cache = cache if cache is not None else LocalCache(config.token_cache_size, clock)
         self._refused = LocalCache(config.negative_cache_size, clock)

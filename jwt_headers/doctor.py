@@ -125,6 +125,18 @@ def static_findings(config: JwtHeadersConfig) -> list[Finding]:
                 logged_by_config=config.trust_every_peer,
             )
         )
+    if config.cache_url is not None and not any(
+        source.validate_token and source.validate_userinfo for source in config.source_configs
+    ):
+        findings.append(
+            Finding(
+                "cache_url_unused",
+                f"cache_url={printable('cache_url', config.cache_url)!r} is set but no source "
+                "validates userinfo: only userinfo outcomes are shared, so Redis is never used.",
+                "leave cache_url out, or turn validate_userinfo on where the provider's check "
+                "is wanted.",
+            )
+        )
     if config.allow_anonymous and (
         config.path_rules is None or not config.path_rules.has_protected
     ):

@@ -150,8 +150,7 @@ class TokenVerifier:
 
     def _userinfo(self, document: Document, now: float) -> float:
         assert self.userinfo is not None
-        self.userinfo.check(document.token, document.claims)
-        return now + self._config.userinfo_cache_ttl
+        return now + self.userinfo.check(document.token, document.claims, now)
 
     def _signature(self, document: Document, now: float) -> None:
         assert document.header is not None and self.jwks is not None

@@ -11,5 +11,13 @@ ruff check jwt_headers tests benchmarks samples scripts fuzz
 ruff format --check jwt_headers tests benchmarks samples scripts fuzz
 mypy
 bash .ci/e2e-setup.sh   # Apache + mod_auth_openidc and the test provider's npm modules
+# tests/test_shared_cache.py starts its own redis-server on 127.0.0.1 (never the system's).
+if ! command -v redis-server >/dev/null; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    export DEBIAN_FRONTEND=noninteractive
+    $sudo apt-get update -qq
+    $sudo apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+fi
 python -m pytest -q -p no:cacheprovider
 python scripts/mutants.py   # every security control removed in turn must fail a test

@@ -97,6 +97,8 @@ README_DEFAULTS: dict[str, Any] = {
     "exempt_paths": (),
     "exempt_methods": ("OPTIONS",),
     "protected_paths": (),
+    "cache_url": None,
+    "cache_timeout": 0.05,
 }
 
 BOOL_OPTIONS = sorted(name for name, value in CONTRACT_DEFAULTS.items() if isinstance(value, bool))
@@ -114,7 +116,13 @@ WHOLE_NUMBER_OPTIONS = [
 #: Numeric options for which 0 is a valid value (the others have a lower bound of their own).
 ZERO_ALLOWED = sorted(
     set(NUMBER_OPTIONS)
-    - {"max_header_bytes", "http_connect_timeout", "http_read_timeout", "max_response_bytes"}
+    - {
+        "max_header_bytes",
+        "http_connect_timeout",
+        "http_read_timeout",
+        "max_response_bytes",
+        "cache_timeout",
+    }
 )
 
 
