@@ -299,6 +299,13 @@ MUTANTS: list[Mutant] = [
         'URL_OPTIONS = frozenset({"jwks_uri", "userinfo_endpoint", "cache_url"})',
         "test_outbound.py",
     ),
+    _m(
+        "R35 cache_url password masked",
+        "config.py",
+        'URL_OPTIONS = frozenset({"jwks_uri", "userinfo_endpoint", "http_proxy", "cache_url"})',
+        'URL_OPTIONS = frozenset({"jwks_uri", "userinfo_endpoint", "http_proxy"})',
+        "test_shared_cache.py",
+    ),
     # --- path rules (issue 13)
     _m(
         "rules: protected paths",
