@@ -382,7 +382,8 @@ def main() -> None:
     sys.stdout.flush()
 
     if args.wrk:
-        measured = child("wrk.py", "--json", *(["--duration", "3"] if args.quick else []))
+        quick = ["--duration", "3"] if args.quick else []
+        measured = child("wrk.py", "--json", "--no-fleet", *quick)
         print(
             target(
                 "gunicorn gthread + wrk: cache hit / bare req/s",
