@@ -33,9 +33,10 @@ _BRACKETS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 _ANOTHER_BEARER = re.compile(r",\s*bearer\b", re.IGNORECASE)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Document:
-    """A decoded JSON document or JWT.
+    """A decoded JSON document or JWT (made once per new header value, never cached: a plain
+    slots class, as a frozen dataclass's ``__init__`` is a measurable part of a new token).
 
     ``text`` is the claims' JSON text (kept by cached principals instead of the parsed dict);
     for a JWT, ``header``, ``signing_input`` and ``signature`` feed the signature check.
@@ -129,8 +130,9 @@ def bearer_token(value: str) -> str | None:
     alone, inner spaces, two values joined by a repeated header) are malformed (R19).
     """
     value = value.strip()
-    match = _SCHEME.fullmatch(value) if " " in value else None
-    if match is None:
+    if value[:7].lower() == "bearer " and not value[7:8].isspace():
+        token = value[7:]  # the usual form, as the pattern below would read it
+    elif (match := _SCHEME.fullmatch(value) if " " in value else None) is None:
         token = value
     else:
         scheme, rest = match.group(1), match.group(2).strip()

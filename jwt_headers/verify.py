@@ -27,13 +27,24 @@ logger = logging.getLogger("jwt_headers")
 MAX_KID_LENGTH = 256
 
 
+_ABSENT = object()
+#: Time claims between these bounds are taken as they are (2**53: every integer below it is an
+#: exact float); anything else goes through the full checks below.
+_EXACT = 2**53
+
+
 def _number(claims: dict[str, Any], name: str) -> float | None:
     """A time claim as a number; refuse strings, booleans, NaN, infinities and integers no
     float can hold, which no real clock reaches and which would otherwise escape as an
     ``OverflowError`` (R6, R7)."""
-    if name not in claims:
+    value = claims.get(name, _ABSENT)
+    if value is _ABSENT:
         return None
-    value = claims[name]
+    kind = type(value)  # JSON gives exact types: int and float, never a subclass
+    if kind is int and -_EXACT < value < _EXACT:  # the common case, decided without float()
+        return value  # type: ignore[no-any-return]
+    if kind is float and -_EXACT < value < _EXACT:  # also rules out NaN and infinities
+        return value  # type: ignore[no-any-return]
     number = math.nan
     if isinstance(value, int | float) and not isinstance(value, bool):
         try:
@@ -80,16 +91,19 @@ def check_issuer(claims: dict[str, Any], issuers: tuple[str, ...]) -> None:
         raise InvalidToken("wrong_issuer", "token issuer is not accepted")
 
 
-def check_audience(claims: dict[str, Any], claim: str, audiences: tuple[str, ...]) -> None:
+def check_audience(claims: dict[str, Any], claim: str, audiences: frozenset[str]) -> None:
     """The claim is a string or a non-empty list of strings holding an accepted value (R8)."""
     value = claims.get(claim)
-    if isinstance(value, str):
-        values: list[Any] = [value]
-    elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-        values = value
+    if type(value) is str:  # JSON strings are exact str
+        accepted = value in audiences
+    elif type(value) is list and value:
+        for item in value:
+            if type(item) is not str:
+                raise InvalidToken("wrong_audience", f"token has no valid {claim} claim")
+        accepted = not audiences.isdisjoint(value)
     else:
         raise InvalidToken("wrong_audience", f"token has no valid {claim} claim")
-    if not any(v in audiences for v in values):
+    if not accepted:
         raise InvalidToken("wrong_audience", f"token {claim} is not accepted")
 
 
@@ -121,6 +135,7 @@ class TokenVerifier:
         #: The accepted ``iss`` values (a provider's one, with ``providers``).
         self.issuers: tuple[str, ...] = issuers
         leeway, claim = config.leeway, config.audience_claim
+        audience_set = frozenset(audiences)
         checks: list[tuple[str, Check]] = []
         if config.token_types:
             types = frozenset(config.token_types)
@@ -133,7 +148,10 @@ class TokenVerifier:
             checks.append(("issuer", lambda doc, now: check_issuer(doc.claims, issuers)))
         if config.validate_audience:
             checks.append(
-                ("audience", lambda doc, now: check_audience(doc.claims, claim, audiences))
+                (
+                    "audience",
+                    lambda doc, now: check_audience(doc.claims, claim, audience_set),
+                )
             )
         if userinfo is not None:
             checks.append(("userinfo", self._userinfo))
