@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -40,26 +41,44 @@ MARKER_KEY = "jwt_headers.middleware"
 
 
 def refusal_response(refusal: Refusal) -> tuple[str, list[tuple[str, str]], bytes]:
-    """Status line, headers and body for a refusal (RFC 6750 for 401s)."""
-    body = json.dumps({"error": {"code": refusal.error_code, "message": refusal.message}})
+    """Status line, headers and body for a refusal (RFC 6750 for 401s).
+
+    The same refusal comes again and again (a client retrying a bad token, a flood of one):
+    the answer is rendered once per distinct (kind, status, code, message, Retry-After) and
+    reused; each caller gets its own list of headers."""
+    retry = refusal.retry_after if isinstance(refusal, IdpUnavailable) else 5
+    status, headers, body = _render(
+        isinstance(refusal, InvalidToken),
+        refusal.status,
+        refusal.error_code,
+        refusal.message,
+        retry,
+    )
+    return status, list(headers), body
+
+
+@functools.lru_cache(maxsize=256)
+def _render(
+    invalid_token: bool, status_code: int, error_code: str, message: str, retry: int
+) -> tuple[str, tuple[tuple[str, str], ...], bytes]:
+    body = json.dumps({"error": {"code": error_code, "message": message}})
     headers = [
         ("Content-Type", "application/json"),
         ("Cache-Control", "no-store"),
         ("Content-Length", str(len(body))),
     ]
-    if refusal.status == 401:
+    if status_code == 401:
         status = "401 Unauthorized"
-        if isinstance(refusal, InvalidToken):
-            description = refusal.message.replace("\\", "").replace('"', "'")
+        if invalid_token:
+            description = message.replace("\\", "").replace('"', "'")
             challenge = f'Bearer error="invalid_token", error_description="{description}"'
         else:
             challenge = "Bearer"
         headers.append(("WWW-Authenticate", challenge))
     else:
         status = "503 Service Unavailable"
-        retry = refusal.retry_after if isinstance(refusal, IdpUnavailable) else 5
         headers.append(("Retry-After", str(retry)))
-    return status, headers, body.encode("utf-8")
+    return status, tuple(headers), body.encode("utf-8")
 
 
 class JwtHeadersMiddleware:
