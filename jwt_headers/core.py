@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import sys
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
@@ -167,6 +168,24 @@ def _discovered_userinfo(discovery: DiscoveryClient) -> Callable[[], str]:
         return found
 
     return userinfo_endpoint
+
+
+#: Role tuples already made, by value: the principals of one user's (or one team's) tokens then
+#: share one tuple and its strings instead of holding a copy each (R26: bytes per cached token).
+#: Bounded: a flood of made-up role sets only empties it now and then.
+_ROLE_SETS: dict[tuple[str, ...], tuple[str, ...]] = {}
+MAX_ROLE_SETS = 1024
+
+
+def _shared_roles(roles: tuple[str, ...]) -> tuple[str, ...]:
+    known = _ROLE_SETS.get(roles)
+    if known is not None:
+        return known
+    if len(_ROLE_SETS) >= MAX_ROLE_SETS:
+        _ROLE_SETS.clear()
+    roles = tuple(sys.intern(role) for role in roles)
+    _ROLE_SETS[roles] = roles
+    return roles
 
 
 def _fingerprint(value: str, fmt: str) -> str:
@@ -574,9 +593,9 @@ class SourceReader:
             return _NOT_OURS
         roles = self._read_roles(document, user_value, roles_value, deadlines)
         principal = Principal(
-            name=name,
-            roles=convert_roles(
-                roles, self.config.role_map, self.config.only_external_listed_roles
+            name=sys.intern(name),  # one string per user, however many tokens are cached
+            roles=_shared_roles(
+                convert_roles(roles, self.config.role_map, self.config.only_external_listed_roles)
             ),
             claims=None
             if document is None

@@ -95,6 +95,13 @@ MUTANTS: list[Mutant] = [
     _m("R12 crit", "decode.py", 'if "crit" in header:', "if False:", "test_forgery.py"),
     _m("R13 size cap", "decode.py", "if len(value) > limit:", "if False:", "test_outcomes.py"),
     _m(
+        "R25 role-set memo bounded",
+        "core.py",
+        "if len(_ROLE_SETS) >= MAX_ROLE_SETS:",
+        "if False:",
+        "test_known_headers.py",
+    ),
+    _m(
         "R25 header memo bounded",
         "decode.py",
         "if len(_KNOWN_HEADERS) >= MAX_KNOWN_HEADERS:",

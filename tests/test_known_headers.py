@@ -67,3 +67,31 @@ def test_r25_the_memo_is_bounded_in_entries_and_length():
     document = decode.decode_jwt(compact_jws({"alg": "RS256", "kid": long_kid}, PAYLOAD, b"s"))
     assert (document.header or {})["kid"] == long_kid
     assert decode._KNOWN_HEADERS == {}
+
+
+def test_r26_principals_of_one_user_share_name_and_roles():
+    """Two JSON headers of one user (another session id): two cached principals, but one name
+    string and one roles tuple between them (bytes per cached token); the role-set memo is
+    bounded (R25)."""
+    import json
+
+    from conftest import JSON, RecordingApp, call
+
+    from jwt_headers import JwtHeadersMiddleware, core
+
+    middleware = JwtHeadersMiddleware(
+        RecordingApp(), **JSON, roles_source="json", roles_json_path="roles"
+    )
+    principals = []
+    for session in ("s1", "s2"):
+        value = json.dumps({"preferred_username": "alice", "sid": session, "roles": ["a", "b"]})
+        middleware.app = RecordingApp()
+        answer = call(middleware, {"OIDC_id_token_payload": value})
+        principals.append(answer.principal)
+    first, second = principals
+    assert first is not second and first.roles == ("a", "b")
+    assert first.name is second.name and first.roles is second.roles
+    core._ROLE_SETS.clear()
+    for n in range(3 * core.MAX_ROLE_SETS):
+        core._shared_roles((f"role-{n}",))
+        assert len(core._ROLE_SETS) <= core.MAX_ROLE_SETS
