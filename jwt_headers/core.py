@@ -23,7 +23,13 @@ from .discovery import DiscoveryClient
 from .errors import InvalidToken, Refusal, Unauthenticated
 from .flight import SingleFlight
 from .http import FetchFailed, HttpSettings, new_session
-from .identity import check_user_name, name_from_claims, roles_from_claims, roles_from_header
+from .identity import (
+    add_format_hint,
+    check_user_name,
+    name_from_claims,
+    roles_from_claims,
+    roles_from_header,
+)
 from .jwks import JwksClient
 from .logtools import fingerprint, safe
 from .metrics import Metrics
@@ -641,6 +647,7 @@ class SourceReader:
         except Refusal as refusal:
             refusal.header = refusal.header or config.user_name_header
             fmt = config.user_name_format
+            add_format_hint(refusal, value, fmt, "user_name_format")
             refusal.fingerprint = refusal.fingerprint or _fingerprint(value, fmt)
             raise
 
@@ -685,6 +692,7 @@ class SourceReader:
             return list(roles_from_claims(document.claims, config.roles_path))
         except Refusal as refusal:
             refusal.header = refusal.header or config.roles_header_name
+            add_format_hint(refusal, roles_value, source, "roles_source")
             refusal.fingerprint = refusal.fingerprint or _fingerprint(roles_value, source)
             raise
 

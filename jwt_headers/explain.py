@@ -19,9 +19,16 @@ from .config import JwtHeadersConfig, printable
 from .core import Authenticator, SourceReader
 from .decode import Document, bearer_token, check_size, decode_json, decode_jwt, value_text
 from .errors import ConfigError, Refusal
-from .identity import check_user_name, name_from_claims, roles_from_claims, roles_from_header
+from .identity import (
+    add_format_hint,
+    check_user_name,
+    name_from_claims,
+    roles_from_claims,
+    roles_from_header,
+)
 from .logtools import fingerprint, safe
 from .middleware import refusal_response
+from .paths import JsonPath
 from .providers import ProviderRouter
 from .rolemap import convert_roles
 from .sources import HeaderSource, PeerTrust
@@ -136,7 +143,25 @@ def request_header_lines(text: str) -> list[str]:
     return found
 
 
-def build_environ(args: argparse.Namespace, stdin: TextIO) -> dict[str, Any]:
+def underscore_warning(name: str) -> str:
+    """The warning for a request header whose name has ``_`` (the facts of ``doctor``'s
+    ``underscore_header`` finding): the report below assumes the header arrives, which under
+    the common Python servers it does not, and a newcomer must not read a success from it."""
+    dashed = name.replace("_", "-")
+    return (
+        f"header {name!r} has '_': gunicorn >= 22, waitress, werkzeug and Django's runserver "
+        "drop such request headers, so there it never arrives and the outcome below does not "
+        f"happen. Have the proxy send it as {dashed!r} (Apache: RequestHeader set {dashed} "
+        f'"%{{{name}}}e") - jwt-headers matches it, "-" and "_" are alike - or run under '
+        f"mod_wsgi, which passes it as a plain environ key (here: -e {name}=VALUE)."
+    )
+
+
+def build_environ(
+    args: argparse.Namespace, stdin: TextIO, warnings: list[str] | None = None
+) -> dict[str, Any]:
+    """The WSGI environ of the request described by ``args``; a warning for each header that
+    common servers would drop is appended to ``warnings``."""
     environ: dict[str, Any] = {
         "REQUEST_METHOD": getattr(args, "method", "GET"),
         "PATH_INFO": getattr(args, "path", "/"),
@@ -146,6 +171,10 @@ def build_environ(args: argparse.Namespace, stdin: TextIO) -> dict[str, Any]:
     if args.stdin:
         lines.extend(request_header_lines(stdin.read()))
     for name, value in _pairs(lines, ":", "header"):
+        if "_" in name and warnings is not None:
+            warning = underscore_warning(name)
+            if warning not in warnings:
+                warnings.append(warning)
         key = "HTTP_" + name.upper().replace("-", "_")
         environ[key] = f"{environ[key]},{value}" if key in environ else value
     for key, value in _pairs(args.environ, "=", "--environ"):
@@ -166,12 +195,15 @@ class _Report:
 
 
 @contextlib.contextmanager
-def _step(report: _Report, name: str) -> Iterator[None]:
+def _step(report: _Report, name: str, hint: tuple[str, str, str] | None = None) -> Iterator[None]:
     """Report a refusal raised inside as the failed step ``name``, then let it go on: a step
-    that raises must show up in the report, not only in the outcome."""
+    that raises must show up in the report, not only in the outcome. ``hint`` is the header
+    value, its configured format and the option, for the middleware's format hint."""
     try:
         yield
     except Refusal as refusal:
+        if hint is not None:
+            add_format_hint(refusal, *hint)
         report.step(name, False, f"{refusal.reason}: {refusal.message}")
         raise
 
@@ -202,19 +234,20 @@ def _walk(
     """Decode and verify one header value, reporting each step; raises the first refusal."""
     config = authenticator.config
     report.line("", f"fp={fingerprint(value)}, {len(value)} bytes, format {fmt}")
+    hint = (value, fmt, "user_name_format" if label == "user" else "roles_source")
     with _step(report, "size"):
         check_size(value, config.max_header_bytes)
     if fmt == "json":
-        with _step(report, "decode"):
+        with _step(report, "decode", hint):
             document = decode_json(value, config.header_encoding)
         report.step("decode", True, f"JSON object with {len(document.claims)} members")
         return document
-    with _step(report, "decode"):
+    with _step(report, "decode", hint):
         token = bearer_token(value)
     if token is None:
         report.step("scheme", True, "another auth scheme (e.g. Basic): not ours, treated as absent")
         return None
-    with _step(report, "decode"):
+    with _step(report, "decode", hint):
         document = decode_jwt(token)
     assert document.header is not None
     report.step(
@@ -247,9 +280,16 @@ def _walk(
     return document
 
 
-def explain(config: JwtHeadersConfig, environ: dict[str, Any], out: TextIO) -> int:
+def explain(
+    config: JwtHeadersConfig,
+    environ: dict[str, Any],
+    out: TextIO,
+    warnings: Sequence[str] = (),
+) -> int:
     """Print the explanation; return 0 when the app would be called, 1 otherwise."""
     report = _Report(out)
+    for warning in warnings:
+        report.line("WARNING", warning)
     authenticator = Authenticator(config)
     trust = PeerTrust(config.trusted_networks, config.trust_every_peer)
     changed = [
@@ -331,7 +371,7 @@ def _explain_identity(
             text = value_text(value, config.header_encoding)
             external = list(roles_from_header(text, config.roles_header_delimiter))
         elif document is not None and config.roles_path is not None:
-            external = list(roles_from_claims(document.claims, config.roles_path))
+            external = _roles_from_document(report, document, config.roles_path)
     else:
         roles_source = HeaderSource(
             config.roles_header_name or "", config.roles_header_self_verifying
@@ -351,10 +391,18 @@ def _explain_identity(
             else:
                 roles_doc = _walk(report, authenticator, "roles", roles_value, config.roles_source)
                 if roles_doc is not None and config.roles_path is not None:
-                    external = list(roles_from_claims(roles_doc.claims, config.roles_path))
+                    external = _roles_from_document(report, roles_doc, config.roles_path)
     converted = convert_roles(external, config.role_map, config.only_external_listed_roles)
     report.line("roles (ext)", ", ".join(map(repr, external)) or "(none)")
     report.line("roles", ", ".join(map(repr, converted)) or "(none)")
+
+
+def _roles_from_document(report: _Report, document: Document, path: JsonPath) -> list[str]:
+    """The roles at ``path``, saying so when the path matches nothing: no roles then looks
+    exactly like a user without roles, and a mistyped path is the likelier cause."""
+    if not path(document.claims):
+        report.line("roles path", f"{path.text!r} matches nothing: no roles from it")
+    return list(roles_from_claims(document.claims, path))
 
 
 def _outcome(report: _Report, authenticator: Authenticator, environ: dict[str, Any]) -> int:
@@ -387,5 +435,6 @@ def run(args: argparse.Namespace, stdin: TextIO | None = None, out: TextIO | Non
     when called, not when this module was imported, so ``contextlib.redirect_stdout`` and test
     captures see the report and ``--stdin`` reads the current stdin."""
     config = build_config(args)
-    environ = build_environ(args, stdin if stdin is not None else sys.stdin)
-    return explain(config, environ, out if out is not None else sys.stdout)
+    warnings: list[str] = []
+    environ = build_environ(args, stdin if stdin is not None else sys.stdin, warnings)
+    return explain(config, environ, out if out is not None else sys.stdout, warnings)

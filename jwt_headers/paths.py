@@ -22,11 +22,27 @@ from .errors import ConfigError
 _PLAIN_SEGMENT = r"[A-Za-z0-9_@][A-Za-z0-9_@-]*"
 _PLAIN_PATH = re.compile(rf"(?:\$\.)?({_PLAIN_SEGMENT}(?:\.{_PLAIN_SEGMENT})*)")
 
-#: A compiled path: the document in, every matching value out (in document order).
-JsonPath = Callable[[Any], list[Any]]
+
+class JsonPath:
+    """A compiled path: the document in, every matching value out (in document order).
+
+    It keeps the path as the user wrote it (``text``) so a refusal or a log line can name the
+    path that matched nothing: the path is configuration, never a claim value (R35)."""
+
+    __slots__ = ("_find", "text")
+
+    def __init__(self, text: str, find: Callable[[Any], list[Any]]) -> None:
+        self.text = text
+        self._find = find
+
+    def __call__(self, document: Any) -> list[Any]:
+        return self._find(document)
+
+    def __repr__(self) -> str:
+        return f"JsonPath({self.text!r})"
 
 
-def _dotted(keys: tuple[str, ...]) -> JsonPath:
+def _dotted(keys: tuple[str, ...]) -> Callable[[Any], list[Any]]:
     def find(document: Any) -> list[Any]:
         for key in keys:
             if not isinstance(document, dict) or key not in document:
@@ -44,7 +60,7 @@ def compile_path(option: str, text: str) -> JsonPath:
     text = text.strip()
     plain = _PLAIN_PATH.fullmatch(text)
     if plain:
-        return _dotted(tuple(plain.group(1).split(".")))
+        return JsonPath(text, _dotted(tuple(plain.group(1).split("."))))
     from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
     from jsonpath_ng.parser import parse  # imported here: only real JSONPath needs the parser
 
@@ -59,4 +75,4 @@ def compile_path(option: str, text: str) -> JsonPath:
     def find(document: Any) -> list[Any]:
         return [match.value for match in expression.find(document)]
 
-    return find
+    return JsonPath(text, find)
