@@ -1,4 +1,4 @@
-"""The ``jwt-headers`` command: ``demo``, ``serve``, ``explain`` and ``doctor``.
+"""The ``jwt-headers`` command: ``demo``, ``devidp``, ``serve``, ``explain`` and ``doctor``.
 
 Each subcommand registers its parser with ``set_defaults(run=...)``; :func:`main` dispatches and
 turns a :class:`ConfigError` into its message and exit code 2, because a configuration mistake
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from werkzeug.serving import run_simple
 
-from . import demo, doctor, explain
+from . import demo, devidp, doctor, explain
 from ._version import __version__
 from .config import JwtHeadersConfig, is_loopback
 from .errors import ConfigError
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"jwt-headers {__version__}")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     demo.add_parser(subparsers)
+    devidp.add_parser(subparsers)
     add_serve_parser(subparsers)
     explain.add_parser(subparsers)
     doctor.add_parser(subparsers)
@@ -61,7 +62,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
     )
-    parser.add_argument("--port", type=demo.port_number, default=8000, help="port (default 8000)")
+    parser.add_argument("--port", type=devidp.port_number, default=8000, help="port (default 8000)")
     parser.set_defaults(run=serve)
 
 

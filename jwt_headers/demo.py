@@ -19,7 +19,6 @@ import base64
 import dataclasses
 import json
 import secrets
-import shlex
 import sys
 import textwrap
 import threading
@@ -36,7 +35,7 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
 from . import http
 from .config import JwtHeadersConfig
-from .devidp import DevIdp
+from .devidp import DevIdp, curl_token_command, port_number
 from .logtools import fingerprint
 from .middleware import PRINCIPAL_KEY, JwtHeadersMiddleware
 from .principal import Principal
@@ -83,17 +82,6 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     return run_demo(out or sys.stdout, port=args.port, keep_running=args.keep_running)
-
-
-def port_number(text: str) -> int:
-    """An argparse type: 0 (any free port) to 65535."""
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
-    return port
 
 
 # ---------------------------------------------------------------------- the pieces on stage
@@ -376,10 +364,9 @@ class Tour:
     def curl_lines(self, api_url: str) -> list[str]:
         """Shell lines that get a token and call the API; the token stays in a variable."""
         extract = "'import json,sys; print(json.load(sys.stdin)[\"access_token\"])'"
-        credentials = shlex.quote(f"{ROBOT}:{self.secret}")
+        mint = curl_token_command(self.idp, ROBOT, self.secret, grant_type="client_credentials")
         return [
-            f"TOKEN=$(curl -s -u {credentials} \\",
-            f"    -d grant_type=client_credentials {self.idp.token_endpoint} \\",
+            f"TOKEN=$({mint} \\",
             f"    | python3 -c {extract})",
             f'curl -s -H "Authorization: Bearer $TOKEN" {api_url}{API_PATH}',
         ]

@@ -450,6 +450,29 @@ MUTANTS: list[Mutant] = [
         "        except ZeroDivisionError as exc:\n",
         "test_logging.py",
     ),
+    # --- devidp: a development provider hands out tokens; it must stay on this machine
+    _m(
+        "devidp: binds loopback only",
+        "devidp.py",
+        "if not allow_remote and not is_loopback(host):",
+        "if False:",
+        "test_demo.py",
+        "test_devidp.py",
+    ),
+    _m(
+        "devidp: --host loopback only",
+        "devidp.py",
+        "if not args.allow_remote and not is_loopback(args.host):",
+        "if False:",
+        "test_devidp.py",
+    ),
+    _m(
+        "devidp: password grant checks the password",
+        "devidp.py",
+        "if user is None or not hmac.compare_digest(user[0].encode(), password.encode()):",
+        "if user is None:",
+        "test_devidp.py",
+    ),
 ]
 
 
