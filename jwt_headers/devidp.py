@@ -668,8 +668,8 @@ def describe(idp: DevIdp, client: str, secret: str, out: TextIO) -> None:
     from .demo import config_as_toml  # the demo imports this module: import it when used
 
     out.write(
-        "jwt-headers devidp: a development OpenID provider. Not for production: anyone who "
-        "reaches it and knows a secret gets tokens.\n\n"
+        "jwt-headers devidp: a development OpenID provider.\n"
+        "Not for production: anyone who reaches it and knows a secret gets tokens.\n\n"
     )
     rows = [
         ("issuer", idp.issuer),
@@ -689,8 +689,8 @@ def describe(idp: DevIdp, client: str, secret: str, out: TextIO) -> None:
         form = {"grant_type": "password", "username": name, "password": password}
         out.write(f"  {curl_token_command(idp, client, secret, **form)}\n")
     out.write(
-        "The answer's access_token goes in 'Authorization: Bearer <token>'. An API behind the "
-        "middleware accepts it with these options:\n"
+        "\nThe answer's access_token goes in 'Authorization: Bearer <token>'.\n"
+        "An API behind the middleware accepts it with these options:\n"
     )
     for line in config_as_toml(middleware_config(idp)):
         out.write(f"  {line}\n")
