@@ -17,6 +17,7 @@ from django.test import override_settings
 
 from jwt_headers import django_checks  # noqa: F401  (registers the checks)
 
+ROOT = Path(__file__).resolve().parent.parent
 SESSIONS = "django.contrib.sessions.middleware.SessionMiddleware"
 AUTH = "django.contrib.auth.middleware.AuthenticationMiddleware"
 REMOTE = "django.contrib.auth.middleware.RemoteUserMiddleware"
@@ -166,7 +167,7 @@ def test_manage_py_check_runs_them_from_installed_apps(tmp_path: Path):
     code += "call_command('check')"
     done = subprocess.run(
         [sys.executable, "-c", code],
-        env={"DJANGO_SETTINGS_MODULE": "checksite", "PYTHONPATH": f"{tmp_path}:{Path.cwd()}"},
+        env={"DJANGO_SETTINGS_MODULE": "checksite", "PYTHONPATH": f"{tmp_path}:{ROOT}"},
         capture_output=True,
         text=True,
         timeout=60,
