@@ -473,9 +473,15 @@ def config_from_settings() -> JwtHeadersConfig:
 
 
 def middleware_from_settings(application: WSGIApplication | None = None) -> JwtHeadersMiddleware:
-    """``wsgi.py``'s ``application``: Django (``get_wsgi_application()`` unless given) behind
-    the middleware configured by ``settings.JWT_HEADERS``. Set ``DJANGO_SETTINGS_MODULE``
-    first. A bad option stops the server at start-up with a ``ConfigError``."""
+    """``wsgi.py``'s ``application``: Django (``get_wsgi_application()``, or ``application``)
+    behind the middleware configured by ``settings.JWT_HEADERS``. Import this module after
+    ``get_wsgi_application()`` (it needs Django's apps ready), so in ``wsgi.py``::
+
+        django_application = get_wsgi_application()
+        from jwt_headers.django import middleware_from_settings
+        application = middleware_from_settings(django_application)
+
+    A bad option stops the server at start-up with a ``ConfigError`` naming it."""
     if application is None:
         from django.core.wsgi import get_wsgi_application
 
