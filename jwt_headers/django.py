@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import auth
 from django.contrib.auth.backends import RemoteUserBackend
@@ -434,9 +435,17 @@ class StatelessMiddleware:
         principal = principal_of(request)
         setattr(request, STATELESS_ATTR, True)
         request.principal = principal  # type: ignore[attr-defined]
-        request.user = SimpleLazyObject(  # type: ignore[assignment]
-            functools.partial(_stateless_user, request, principal)
-        )
+        user = SimpleLazyObject(functools.partial(_stateless_user, request, principal))
+        request.user = user  # type: ignore[assignment]
+
+        def loaded() -> Any:
+            bool(user.is_authenticated)  # loads it here, in a thread where the ORM may run
+            return user
+
+        async def auser() -> Any:  # what async views await, else AuthenticationMiddleware's
+            return await sync_to_async(loaded)()
+
+        request.auser = auser
         response = self.get_response(request)
         if principal is None and self._is_login_redirect(response):
             return _unauthenticated()

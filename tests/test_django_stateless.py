@@ -93,6 +93,11 @@ async def write_async(request: HttpRequest) -> HttpResponse:
     return HttpResponse("written")
 
 
+async def whoami_async(request: HttpRequest) -> JsonResponse:
+    user = await request.auser()
+    return JsonResponse({"username": user.get_username() if user.is_authenticated else None})
+
+
 def public(request: HttpRequest) -> HttpResponse:
     CALLS.append("public")
     return HttpResponse("public")
@@ -105,6 +110,7 @@ def moved(request: HttpRequest) -> HttpResponse:
 urlpatterns = [
     path("moved", moved),
     path("whoami", whoami),
+    path("whoami-async", whoami_async),
     path("private", private),
     path("write", write),
     path("any", any_principal),
@@ -249,6 +255,14 @@ def test_stateless_repeated_requests_write_nothing_and_stay_sessionless(idp_serv
     assert again.json()["groups"] == ["reader", "writer"]
     assert writes == []  # the user and its groups are as the token says: no write
     assert_no_session(again)
+
+
+def test_stateless_async_view_awaits_the_same_user(idp_server):
+    client = robot_client(idp_server)
+    response = client.get("/whoami-async", headers=bearer(token(idp_server)))
+    assert response.json() == {"username": "robot"}
+    assert_no_session(response)
+    assert client.get("/whoami-async").json() == {"username": None}
 
 
 def test_stateless_roles_change_is_synced_on_the_next_request(idp_server):
