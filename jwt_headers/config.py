@@ -296,6 +296,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+#: ``JWT_HEADERS_<NAME>`` variables that a Django ``settings.py`` may read for
+#: ``jwt_headers.django`` (its settings, not middleware options): ``from_env`` leaves them, and
+#: every ``JWT_HEADERS_DJANGO_*``, alone instead of refusing them, so one environment feeds both.
+DJANGO_SETTING_NAMES = frozenset(
+    {"CREATE_UNKNOWN_USER", "SYNC_GROUPS", "STAFF_ROLES", "SUPERUSER_ROLES"}
+)
+
+
+def _is_django_setting(name: str) -> bool:
+    upper = name.upper()
+    return upper in DJANGO_SETTING_NAMES or upper.startswith("DJANGO_")
+
+
 @dataclass(frozen=True, init=False, repr=False, eq=False)
 class JwtHeadersConfig:
     """All options of the middleware (see the README's table for each one).
@@ -451,7 +464,9 @@ class JwtHeadersConfig:
         """Build from ``<prefix><OPTION>`` variables, e.g. ``JWT_HEADERS_USER_NAME_HEADER``."""
         source = os.environ if environ is None else environ
         found = {
-            key[len(prefix) :]: value for key, value in source.items() if key.startswith(prefix)
+            key[len(prefix) :]: value
+            for key, value in source.items()
+            if key.startswith(prefix) and not _is_django_setting(key[len(prefix) :])
         }
         return cls.from_mapping(found)
 

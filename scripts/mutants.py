@@ -473,6 +473,67 @@ MUTANTS: list[Mutant] = [
         "if user is None:",
         "test_devidp.py",
     ),
+    # --- Django (issue 17): the stateless mode's promises, roles_required, system checks
+    _m(
+        "django stateless: no session written",
+        "django.py",
+        "    if request is None or getattr(request, STATELESS_ATTR, False):\n        return False",
+        "    if request is None:\n        return False",
+        "test_django_stateless.py",
+        "test_sample_django.py",
+    ),
+    _m(
+        "django stateless: 401 not the login redirect",
+        "django.py",
+        "if principal is None and self._is_login_redirect(response):",
+        "if False:",
+        "test_django_stateless.py",
+        "test_sample_django.py",
+    ),
+    _m(
+        "django stateless: never login()",
+        "django.py",
+        "    user = auth.authenticate(request, remote_user=principal.name)\n",
+        "    user = auth.authenticate(request, remote_user=principal.name)\n"
+        "    if user is not None:\n"
+        "        auth.login(request, user)\n",
+        "test_django_stateless.py",
+    ),
+    _m(
+        "django roles_required: anonymous 401",
+        "django.py",
+        "        if principal is None:\n            return _unauthenticated()\n        if any(",
+        "        if principal is None:\n            return None\n        if any(",
+        "test_django_stateless.py",
+    ),
+    _m(
+        "django roles_required: every role",
+        "django.py",
+        "if any(role not in principal.roles for role in required):",
+        "if False:",
+        "test_django_stateless.py",
+    ),
+    _m(
+        "django check E001 RemoteUserMiddleware",
+        "django_checks.py",
+        "if (session_mode or our_backend) and not stateless and not remote_user:",
+        "if False:",
+        "test_django_checks.py",
+    ),
+    _m(
+        "django check E003 options in settings",
+        "django_checks.py",
+        "        elif key.lower() in options:",
+        "        elif False:",
+        "test_django_checks.py",
+    ),
+    _m(
+        "django check E004 stateless with RemoteUserMiddleware",
+        "django_checks.py",
+        "if stateless and remote_user:",
+        "if False:",
+        "test_django_checks.py",
+    ),
 ]
 
 

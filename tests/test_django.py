@@ -130,7 +130,7 @@ def test_first_request_creates_the_user_and_logs_it_in():
 
 def test_unknown_user_is_not_created_when_the_setting_says_so():
     client = make_client()
-    with override_settings(JWT_HEADERS_CREATE_UNKNOWN_USER=False):
+    with override_settings(JWT_HEADERS_DJANGO={"CREATE_UNKNOWN_USER": False}):
         status, seen = whoami_as(client, alice())
     assert status == 200
     assert seen["authenticated"] is False
@@ -193,7 +193,7 @@ def test_unchanged_roles_in_a_session_write_nothing(django_queries):
 def test_group_sync_can_be_turned_off():
     Group.objects.create(name="local-only")
     client = make_client()
-    with override_settings(JWT_HEADERS_SYNC_GROUPS=False):
+    with override_settings(JWT_HEADERS_DJANGO={"SYNC_GROUPS": False}):
         whoami_as(client, alice(roles=["reader"]))
         User.objects.get(username="alice").groups.add(Group.objects.get(name="local-only"))
         status, seen = whoami_as(client, alice(roles=["editor"]))
@@ -205,7 +205,7 @@ def test_group_sync_can_be_turned_off():
 def test_staff_and_superuser_follow_the_configured_roles():
     client = make_client()
     with override_settings(
-        JWT_HEADERS_STAFF_ROLES=["staff", "admin"], JWT_HEADERS_SUPERUSER_ROLES=["admin"]
+        JWT_HEADERS_DJANGO={"STAFF_ROLES": ["staff", "admin"], "SUPERUSER_ROLES": ["admin"]}
     ):
         _, reader = whoami_as(client, alice(roles=["reader"]))
         _, staff = whoami_as(client, alice(roles=["reader", "staff"]))
@@ -219,6 +219,29 @@ def test_staff_and_superuser_follow_the_configured_roles():
     assert (user.is_staff, user.is_superuser) == (False, False)
 
 
+def test_legacy_top_level_settings_still_work_with_a_deprecation_warning():
+    # Issue 17: JWT_HEADERS_* is the middleware's prefix; the old Django names keep working.
+    client = make_client()
+    with (
+        override_settings(JWT_HEADERS_STAFF_ROLES=["staff"], JWT_HEADERS_SYNC_GROUPS=False),
+        pytest.warns(DeprecationWarning) as warned,
+    ):
+        _, seen = whoami_as(client, alice(roles=["staff"]))
+    messages = {str(w.message) for w in warned}
+    assert any("JWT_HEADERS_DJANGO = {'STAFF_ROLES'" in m for m in messages), messages
+    assert any("JWT_HEADERS_DJANGO = {'SYNC_GROUPS'" in m for m in messages), messages
+    assert seen["is_staff"] is True
+    assert seen["groups"] == []
+
+
+def test_the_new_dict_wins_over_a_legacy_setting():
+    with override_settings(
+        JWT_HEADERS_DJANGO={"STAFF_ROLES": ["admin"]}, JWT_HEADERS_STAFF_ROLES=["staff"]
+    ):
+        _, seen = whoami_as(make_client(), alice(roles=["staff"]))
+    assert seen["is_staff"] is False
+
+
 def test_without_staff_settings_the_flags_are_left_alone():
     User.objects.create(username="alice", is_staff=True)
     status, seen = whoami_as(make_client(), alice(roles=["admin", "staff"]))
@@ -227,7 +250,7 @@ def test_without_staff_settings_the_flags_are_left_alone():
 
 
 def test_a_role_setting_given_as_a_string_is_a_list_not_letters():
-    with override_settings(JWT_HEADERS_STAFF_ROLES="staff, admin"):
+    with override_settings(JWT_HEADERS_DJANGO={"STAFF_ROLES": "staff, admin"}):
         _, letter = whoami_as(make_client(), alice(roles=["s"]))
         _, staff = whoami_as(make_client(), alice(roles=["admin"]))
     assert letter["is_staff"] is False

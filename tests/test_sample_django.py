@@ -3,7 +3,8 @@
 
 The in-process tests (``test_django.py``) cover the backend and ``PrincipalMiddleware`` case by
 case; this module checks that the sample files themselves fit together: the env file's options
-reach ``JwtHeadersConfig.from_env()`` in ``wsgi.py`` and the Django settings, ``migrate`` and
+reach ``JwtHeadersConfig.from_env()`` in ``settings.py`` (the ``JWT_HEADERS`` setting that
+``wsgi.py`` builds the middleware from) and the Django settings, ``migrate`` and
 ``createsuperuser`` work with the same environment, and what a browser behind Apache gets:
 
 - a JSON header from Apache's address (loopback) creates the Django user and its groups;
@@ -12,6 +13,11 @@ reach ``JwtHeadersConfig.from_env()`` in ``wsgi.py`` and the Django settings, ``
   account is left untouched;
 - no header is anonymous, also for a session that was logged in;
 - the header from another address is ignored.
+
+And, with ``DJANGO_JWT_MODE=stateless`` and ``samples/robot.env`` (the provider's URLs swapped
+for a fake IdP on loopback), what a robot sending ``Authorization: Bearer <JWT>`` gets (issue
+17): no ``django_session`` row and no ``Set-Cookie`` ever, ``401`` JSON instead of the login
+redirect, and ``roles_required``'s ``401``/``403``.
 
 The database is checked directly with ``sqlite3`` (not through Django: ``test_django.py``
 configures Django in this process with other settings). The server runs on a free loopback
@@ -36,10 +42,13 @@ from typing import Any
 
 import pytest
 from conftest import wait_until_listening
+from idp import IdpServer, mint
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
 SITE = SAMPLES / "django_site"
 ENV_FILE = SAMPLES / "django.env"
+ROBOT_ENV_FILE = SAMPLES / "robot.env"
 GUNICORN_CONF = SAMPLES / "gunicorn.conf.py"
 START_TIMEOUT = 20.0
 LOOPBACK = "127.0.0.1"
@@ -104,15 +113,20 @@ class Site:
         *,
         session: str | None = None,
         source: str = LOOPBACK,
+        path: str = "/whoami",
+        bearer: str | None = None,
     ) -> Reply:
-        """GET /whoami, with the JSON header when ``payload`` is given, from ``source``."""
+        """GET ``path``, with the JSON header when ``payload`` is given (or ``Authorization:
+        Bearer`` when ``bearer`` is), from ``source``."""
         conn = http.client.HTTPConnection(
             LOOPBACK, self.port, timeout=10, source_address=(source, 0)
         )
         try:
-            conn.putrequest("GET", "/whoami", skip_accept_encoding=True)
+            conn.putrequest("GET", path, skip_accept_encoding=True)
             if payload is not None:
                 conn.putheader(HEADER, json.dumps(payload))
+            if bearer is not None:
+                conn.putheader("Authorization", f"Bearer {bearer}")
             if session is not None:
                 conn.putheader("Cookie", f"sessionid={session}")
             conn.endheaders()
@@ -152,6 +166,11 @@ class Site:
             "email": email,
         }
 
+    def sessions(self) -> int:
+        """Rows in ``django_session``."""
+        ((count,),) = self._query("SELECT COUNT(*) FROM django_session")
+        return int(count)
+
     def groups(self, username: str) -> list[str]:
         rows = self._query(
             "SELECT g.name FROM auth_group g JOIN auth_user_groups ug ON ug.group_id = g.id "
@@ -179,6 +198,8 @@ def site_environment(db_path: Path) -> dict[str, str]:
     env["DJANGO_SECRET_KEY"] = secrets.token_urlsafe(50)
     env["DJANGO_SQLITE_PATH"] = str(db_path)
     env["PYTHONUNBUFFERED"] = "1"
+    # The jwt_headers of this tree, whatever is installed (manage.py and gunicorn run elsewhere).
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
 
 
@@ -201,6 +222,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     tmp = tmp_path_factory.mktemp("django-site")
     db_path = tmp / "db.sqlite3"
     env = site_environment(db_path)
+    yield from run_site(tmp, env)
+
+
+def run_site(tmp: Path, env: dict[str, str]) -> Iterator[Site]:
+    """Migrate, create the local superuser, serve under gunicorn until the generator closes."""
+    db_path = Path(env["DJANGO_SQLITE_PATH"])
     manage(env, tmp, "migrate", "--noinput", "-v", "0")
     # The local account that JWT_HEADERS_DENIED_USER_NAMES protects.
     manage(
@@ -243,6 +270,37 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def robot_idp() -> Iterator[IdpServer]:
+    with IdpServer() as server:
+        yield server
+    assert not server.errors, server.errors
+
+
+@pytest.fixture(scope="module")
+def robot_site(tmp_path_factory: pytest.TempPathFactory, robot_idp: IdpServer) -> Iterator[Site]:
+    """The same sample in stateless mode, configured by robot.env (its provider swapped for the
+    fake IdP) plus django.env's Django settings."""
+    tmp = tmp_path_factory.mktemp("django-robots")
+    env = site_environment(tmp / "db.sqlite3")
+    env = {key: value for key, value in env.items() if not key.startswith("JWT_HEADERS_")}
+    env.update(read_env_file(ROBOT_ENV_FILE))
+    env.update(
+        DJANGO_JWT_MODE="stateless",
+        JWT_HEADERS_JWKS_URI=robot_idp.jwks_uri,
+        JWT_HEADERS_ISSUER=robot_idp.issuer,
+        JWT_HEADERS_USERINFO_ENDPOINT=robot_idp.userinfo_endpoint,
+        JWT_HEADERS_DENIED_USER_NAMES=LOCAL_SUPERUSER,
+    )
+    yield from run_site(tmp, env)
+
+
+def robot_token(idp: IdpServer, name: str, *roles: str) -> str:
+    audience = read_env_file(ROBOT_ENV_FILE)["JWT_HEADERS_AUDIENCE"]
+    claims = {"preferred_username": name, "realm_access": {"roles": list(roles)}, "aud": audience}
+    return mint(claims, idp.key)
 
 
 def test_env_file_holds_no_secret_and_names_the_roles_settings() -> None:
@@ -361,3 +419,82 @@ def test_header_from_another_address_is_ignored(site: Site) -> None:
     new_log = site.log()[len(log_before) :]
     assert "untrusted_source_header" in new_log
     assert OTHER_PEER in new_log
+
+
+# --------------------------------------------------------------------------- stateless robots
+
+
+def assert_sessionless(site: Site, reply: Reply) -> None:
+    assert reply.headers.get_all("Set-Cookie") is None, reply.headers
+    assert site.sessions() == 0
+
+
+def test_stateless_robot_gets_a_user_but_no_session_row_or_cookie(
+    robot_site: Site, robot_idp: IdpServer
+) -> None:
+    token = robot_token(robot_idp, "robot1", "GeoserverAdministrator")
+    for _ in range(3):  # every request is authenticated anew, none logs in
+        seen, reply = robot_site.whoami(bearer=token)
+        assert seen["authenticated"] is True
+        assert seen["username"] == "robot1"
+        assert seen["groups"] == ["ROLE_ADMINISTRATOR"]
+        assert seen["is_staff"] is True
+        assert_sessionless(robot_site, reply)
+    robot = robot_site.user("robot1")
+    assert robot is not None
+    assert robot["last_login"] is None  # never login()ed
+    assert token not in robot_site.log()
+
+
+def test_stateless_no_token_on_login_required_view_is_401_json(robot_site: Site) -> None:
+    reply = robot_site.get(path="/private")
+    assert reply.status == 401, (reply.status, reply.headers)
+    assert reply.headers["WWW-Authenticate"] == "Bearer"
+    assert reply.headers["Location"] is None
+    assert reply.json == {
+        "error": {"code": "UNAUTHENTICATED", "message": "authentication required"}
+    }
+    assert_sessionless(robot_site, reply)
+
+
+def test_stateless_invalid_token_is_401_and_creates_nothing(
+    robot_site: Site, robot_idp: IdpServer
+) -> None:
+    token = robot_token(robot_idp, "forger", "GeoserverAdministrator")[:-4] + "AAAA"
+    reply = robot_site.get(path="/private", bearer=token)
+    assert reply.status == 401
+    assert reply.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token"')
+    assert robot_site.user("forger") is None
+    assert_sessionless(robot_site, reply)
+
+
+def test_stateless_roles_required_answers_401_403_and_200(
+    robot_site: Site, robot_idp: IdpServer
+) -> None:
+    anonymous = robot_site.get(path="/admin-report")
+    assert anonymous.status == 401
+    assert anonymous.json["error"]["code"] == "UNAUTHENTICATED"
+
+    reader = robot_site.get(path="/admin-report", bearer=robot_token(robot_idp, "robot2", "viewer"))
+    assert reader.status == 403
+    assert reader.json == {
+        "error": {
+            "code": "INSUFFICIENT_ROLE",
+            "message": "a required role is missing",
+            "required": ["ROLE_ADMINISTRATOR"],
+            "granted": ["viewer"],
+        }
+    }
+    admin = robot_site.get(
+        path="/admin-report", bearer=robot_token(robot_idp, "robot3", "GeoserverAdministrator")
+    )
+    assert admin.status == 200
+    assert admin.json == {"report": "ok", "by": "robot3"}
+    for reply in (anonymous, reader, admin):
+        assert_sessionless(robot_site, reply)
+
+
+def test_session_mode_login_required_still_redirects_browsers(site: Site) -> None:
+    reply = site.get(path="/private")
+    assert reply.status == 302
+    assert reply.headers["Location"].startswith("/accounts/login/")

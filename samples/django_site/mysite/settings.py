@@ -9,11 +9,14 @@ Everything deployment-specific comes from the environment, so the same files ser
 - ``DJANGO_ALLOWED_HOSTS``: comma-separated (default ``127.0.0.1,localhost``, what Apache's
   ``ProxyPass`` sends without ``ProxyPreserveHost``);
 - ``DJANGO_JWT_STAFF_ROLES`` / ``DJANGO_JWT_SUPERUSER_ROLES``: comma-separated roles (after the
-  role map) that make a user staff / superuser. They are not named ``JWT_HEADERS_*``: that prefix
-  belongs to the middleware's options, and ``JwtHeadersConfig.from_env`` refuses names it does
-  not know (a typo must not silently drop a check).
+  role map) that make a user staff / superuser, kept in ``JWT_HEADERS_DJANGO``;
+- ``DJANGO_JWT_MODE``: ``session`` (default: browsers behind Apache, logged in once per
+  session) or ``stateless`` (robots and APIs sending a token on every request: no session row,
+  no cookie, ``401`` JSON instead of the login redirect).
 
-The middleware itself is configured in ``wsgi.py`` from ``JWT_HEADERS_*`` (``django.env``).
+The middleware's options come from the ``JWT_HEADERS_*`` environment (``django.env``) into the
+``JWT_HEADERS`` setting, which ``wsgi.py`` builds the middleware from: a bad option stops
+``manage.py`` and gunicorn alike with a ``ConfigError`` naming it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import os
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+
+from jwt_headers import JwtHeadersConfig
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -43,7 +48,28 @@ INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
+    # System checks (manage.py check/migrate): RemoteUserMiddleware or the backend missing,
+    # JWT_HEADERS_<OPTION> settings that nothing reads...
+    "jwt_headers.django_checks",
 ]
+
+MODE = os.environ.get("DJANGO_JWT_MODE", "session")
+if MODE == "session":
+    AUTH_MIDDLEWARE = [
+        # Logs the user in from REMOTE_USER (set only by jwt-headers: any REMOTE_USER arriving
+        # from upstream is removed first), out when it disappears, into the other account when
+        # it changes.
+        "django.contrib.auth.middleware.RemoteUserMiddleware",
+        # request.principal, and a re-sync of groups and flags when the roles change
+        # mid-session (RemoteUserMiddleware authenticates only when the name changes).
+        "jwt_headers.django.PrincipalMiddleware",
+    ]
+elif MODE == "stateless":
+    # request.user and request.principal for this request only: never a login, a session row
+    # or a cookie; a login redirect for an anonymous request becomes jwt-headers' 401 JSON.
+    AUTH_MIDDLEWARE = ["jwt_headers.django.StatelessMiddleware"]
+else:
+    raise ImproperlyConfigured(f"DJANGO_JWT_MODE={MODE!r}: write 'session' or 'stateless'")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -51,20 +77,23 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    # Logs the user in from REMOTE_USER (set only by jwt-headers: any REMOTE_USER arriving from
-    # upstream is removed first), out when it disappears, into the other account when it changes.
-    "django.contrib.auth.middleware.RemoteUserMiddleware",
-    # request.principal, and a re-sync of groups and flags when the roles change mid-session
-    # (RemoteUserMiddleware authenticates only when the name changes). After RemoteUserMiddleware.
-    "jwt_headers.django.PrincipalMiddleware",
+    *AUTH_MIDDLEWARE,
 ]
 # Only the header-based backend: nobody logs in here with a password.
 AUTHENTICATION_BACKENDS = ["jwt_headers.django.JwtHeadersBackend"]
 
-# Groups become exactly the user's roles at each login and each role change (the default).
-JWT_HEADERS_SYNC_GROUPS = True
-JWT_HEADERS_STAFF_ROLES = _list("DJANGO_JWT_STAFF_ROLES")
-JWT_HEADERS_SUPERUSER_ROLES = _list("DJANGO_JWT_SUPERUSER_ROLES")
+# The middleware's options (wsgi.py: jwt_headers.django.middleware_from_settings()). Here from
+# the JWT_HEADERS_* environment; a dict of options works as well:
+# JWT_HEADERS = {"user_name_header": "Authorization", ...}.
+JWT_HEADERS = JwtHeadersConfig.from_env()
+
+# jwt_headers.django's own settings (not JWT_HEADERS_* names: that prefix is the middleware's).
+JWT_HEADERS_DJANGO = {
+    # Groups become exactly the user's roles at each login and each role change (the default).
+    "SYNC_GROUPS": True,
+    "STAFF_ROLES": _list("DJANGO_JWT_STAFF_ROLES"),
+    "SUPERUSER_ROLES": _list("DJANGO_JWT_SUPERUSER_ROLES"),
+}
 
 ROOT_URLCONF = "mysite.urls"
 WSGI_APPLICATION = "mysite.wsgi.application"

@@ -1,4 +1,4 @@
-"""One page: ``/whoami``."""
+"""``/whoami`` (anyone), ``/private`` (``login_required``), ``/admin-report`` (a role)."""
 
 from __future__ import annotations
 
@@ -6,4 +6,8 @@ from django.urls import path
 
 from . import views
 
-urlpatterns = [path("whoami", views.whoami)]
+urlpatterns = [
+    path("whoami", views.whoami),
+    path("private", views.private),
+    path("admin-report", views.admin_report),
+]

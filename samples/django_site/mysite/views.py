@@ -7,9 +7,11 @@ sight, its groups and flags synced from the roles).
 
 from __future__ import annotations
 
+from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, JsonResponse
 
 from jwt_headers import Principal
+from jwt_headers.django import roles_required
 
 
 def whoami(request: HttpRequest) -> JsonResponse:
@@ -26,3 +28,17 @@ def whoami(request: HttpRequest) -> JsonResponse:
             "roles": list(principal.roles) if principal is not None else [],
         }
     )
+
+
+@login_required
+def private(request: HttpRequest) -> JsonResponse:
+    """Django's own guard: session mode redirects an anonymous browser to ``LOGIN_URL``;
+    stateless mode answers a robot jwt-headers' ``401`` JSON instead."""
+    return JsonResponse({"username": request.user.get_username()})
+
+
+@roles_required("ROLE_ADMINISTRATOR")
+def admin_report(request: HttpRequest) -> JsonResponse:
+    """jwt-headers' guard, on this request's principal: ``401`` anonymous, ``403`` JSON naming
+    the missing role, in either mode."""
+    return JsonResponse({"report": "ok", "by": request.user.get_username()})

@@ -2,10 +2,10 @@
 
 jwt-headers wraps the whole Django application, outside every Django middleware: it judges the
 identity headers, removes any ``REMOTE_USER`` that came from upstream, and sets ``REMOTE_USER``
-and ``jwt_headers.principal`` for Django's ``RemoteUserMiddleware`` to read. Its options come
-from the ``JWT_HEADERS_*`` environment variables (``samples/django.env``). The config is built
-before Django is loaded, so a mistake stops gunicorn at start-up with a ``ConfigError`` naming
-the option, instead of serving without authentication.
+and ``jwt_headers.principal`` for Django's middleware to read. Its options are the
+``JWT_HEADERS`` setting (``settings.py`` fills it from the ``JWT_HEADERS_*`` environment,
+``samples/django.env``); a mistake stops gunicorn at start-up with a ``ConfigError`` naming the
+option, instead of serving without authentication.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
-from jwt_headers import JwtHeadersConfig, JwtHeadersMiddleware
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+django_application = get_wsgi_application()  # sets Django up: jwt_headers.django needs that
 
-config = JwtHeadersConfig.from_env()
-application = JwtHeadersMiddleware(get_wsgi_application(), config)
+from jwt_headers.django import middleware_from_settings  # noqa: E402
+
+application = middleware_from_settings(django_application)
