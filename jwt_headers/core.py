@@ -31,7 +31,7 @@ from .providers import ProviderRouter
 from .rolemap import convert_roles
 from .rules import PathRule
 from .shared import SharedCache
-from .sources import HeaderSource, PeerTrust, read_header
+from .sources import HeaderSource, PeerTrust, peek_header, read_header
 from .userinfo import UserinfoClient
 from .verify import TokenVerifier
 
@@ -438,6 +438,35 @@ class Authenticator:
             return None, dropped, None
         return decided, dropped, decider
 
+    # ------------------------------------------------------------------ for async adapters
+    def answers_without_io(self, environ: Mapping[str, Any]) -> bool:
+        """Whether :meth:`authenticate` can answer this request from the caches alone, with
+        no identity-provider (or Redis) call: an exempt path, no present header that needs a
+        check, or every present token already in the token cache or the refusal cache.
+
+        An event-loop adapter asks this first and runs :meth:`authenticate` on the loop when
+        True, in a worker thread otherwise. The answer itself always comes from
+        :meth:`authenticate`, so it is exactly the WSGI adapter's (rules, sources, conflicts,
+        metrics, logs); this only chooses where it runs. Side-effect free: nothing is logged,
+        counted or cached here. False is the safe side: a request it cannot vouch for (a
+        ``Basic`` header, an entry that expires in between) merely takes the thread.
+        """
+        rules = self._rules
+        if (
+            rules is not None
+            and rules.decide(
+                environ.get("REQUEST_METHOD"), environ.get("SCRIPT_NAME"), environ.get("PATH_INFO")
+            )
+            is PathRule.EXEMPT
+        ):
+            return True
+        for reader in self.readers:
+            if not reader.answers_without_io(environ):
+                break
+        else:
+            return True
+        return False
+
 
 class SourceReader:
     """One identity source: its headers, decoder, checks and caches.
@@ -668,6 +697,23 @@ class SourceReader:
             refusal.header = refusal.header or config.roles_header_name
             refusal.fingerprint = refusal.fingerprint or _fingerprint(roles_value, source)
             raise
+
+    def answers_without_io(self, environ: Mapping[str, Any]) -> bool:
+        """Whether :meth:`read` needs no I/O for this request (see
+        :meth:`Authenticator.answers_without_io`): no checks configured, no believed header,
+        or its key already in the token cache or the refusal cache."""
+        if self.verifier is None:
+            return True  # string and JSON headers, unchecked JWTs: decoding only
+        user_value = peek_header(self._user, environ, self._trust)
+        if user_value is None:
+            return True
+        roles_value = None
+        if self._roles is not None:
+            roles_value = peek_header(self._roles, environ, self._trust)
+        key = user_value if self._roles is None else (user_value, roles_value)
+        if self._cache.get(key) is not None:
+            return True
+        return self._refused.get(_digest(key)) is not None
 
     def _log_refusal(self, refusal: Refusal) -> None:
         """One line per refused request; the record also carries ``reason`` and ``fingerprint``
