@@ -174,20 +174,19 @@ class JwtHeadersASGIMiddleware:
             }
         )
         self._keys: dict[bytes, str] = {}
+        self._paths = config.path_rules is not None and config.path_rules.has_paths
 
     def _view(self, scope: Scope, everything: bool) -> dict[str, Any]:
         """The WSGI-shaped mapping the core reads (see the module docstring)."""
         client = scope.get("client")
-        method = "GET" if scope["type"] == "websocket" else scope.get("method")
-        script, path = _wsgi_path(scope)
         view: dict[str, Any] = {
             # No client (a unix socket, a test harness): no address, so not trusted unless
             # trusted_proxies is ("*",).
             "REMOTE_ADDR": client[0] if client else None,
-            "REQUEST_METHOD": method,
-            "SCRIPT_NAME": script,
-            "PATH_INFO": path,
+            "REQUEST_METHOD": "GET" if scope["type"] == "websocket" else scope.get("method"),
         }
+        if self._paths:  # only path rules read the path
+            view["SCRIPT_NAME"], view["PATH_INFO"] = _wsgi_path(scope)
         wanted, keys = self._wanted, self._keys
         for name, value in scope.get("headers") or ():
             key = keys.get(name)
