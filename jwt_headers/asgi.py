@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from .config import JwtHeadersConfig
-from .core import Authenticator
+from .core import MISS, Authenticator
 from .doctor import RequestWatch, log_static_findings
 from .errors import ConfigError, InvalidToken, Refusal
 from .middleware import MARKER_KEY, PRINCIPAL_KEY, refusal_response
@@ -174,6 +174,7 @@ class JwtHeadersASGIMiddleware:
             }
         )
         self._keys: dict[bytes, str] = {}
+        self._cached = self.authenticator.cached_answerer()
         self._paths = config.path_rules is not None and config.path_rules.has_paths
 
     def _view(self, scope: Scope, everything: bool) -> dict[str, Any]:
@@ -219,10 +220,10 @@ class JwtHeadersASGIMiddleware:
                 view[MARKER_KEY] = scope.get(MARKER_KEY)
                 if not watch.observe(view):
                     self._watch = None  # the first requests are seen: no cost from now on
-            if authenticator.answers_without_io(view):
-                principal, dropped = authenticator.authenticate(view)
-            else:
-                principal, dropped = await asyncio.to_thread(authenticator.authenticate, view)
+            answer = self._cached(view)  # on the loop: caches only, no I/O
+            if answer is MISS:  # identity-provider I/O ahead: a worker thread, never the loop
+                answer = await asyncio.to_thread(authenticator.authenticate, view)
+            principal, dropped = answer
         except Refusal as refusal:
             await self._refuse(kind, refusal, send)
             return

@@ -469,12 +469,21 @@ MUTANTS: list[Mutant] = [
     _m(
         "asgi identity-provider I/O off the loop",
         "asgi.py",
-        "            if authenticator.answers_without_io(view):",
-        "            if True:",
+        "            if answer is MISS:  # identity-provider I/O ahead:",
+        "            if answer is MISS:\n"
+        "                answer = authenticator.authenticate(view)\n"
+        "            if False:  #",
         "test_asgi.py",
     ),
     _m(
-        "asgi a cold token is not answered from the caches",
+        "asgi a cold token is not answered from the caches (one pass)",
+        "core.py",
+        "                    if checks and refused_get(_digest(value)) is None:",
+        "                    if False:",
+        "test_asgi.py",
+    ),
+    _m(
+        "asgi a cold token is not answered from the caches (two passes)",
         "core.py",
         "        return self._refused.get(_digest(key)) is not None",
         "        return True",

@@ -279,13 +279,32 @@ class CountingExecutor(concurrent.futures.ThreadPoolExecutor):
         return super().submit(fn, *args, **kwargs)
 
 
-def test_cold_token_waits_off_the_loop_while_cached_tokens_are_answered(idp_server):
+class NullMetrics:
+    """A metrics observer: with metrics the adapter takes the two-pass cache check."""
+
+    def allowed(self) -> None: ...
+    def anonymous(self) -> None: ...
+    def exempt(self) -> None: ...
+    def refused(self, reason: str) -> None: ...
+    def untrusted_header(self) -> None: ...
+    def token_cache(self, hit: bool) -> None: ...
+    def idp_call(self, endpoint: str, ok: bool, seconds: float) -> None: ...
+
+
+#: One source reading one header (the one-pass cache check), and with metrics (two passes).
+CACHE_CHECKS = pytest.mark.parametrize(
+    "extra", [{}, {"metrics": NullMetrics()}], ids=["one_pass", "two_passes"]
+)
+
+
+@CACHE_CHECKS
+def test_cold_token_waits_off_the_loop_while_cached_tokens_are_answered(idp_server, extra):
     """While a cold token's key-set fetch is held by the IdP, twenty requests with a cached
     token are answered, on the loop (no thread hop), and the cold one still waits: proven by
     order, not by timing. Released, the cold one is accepted with one fetch (single flight)."""
     clock = FrozenClock()
     now = clock.now
-    middleware = robot(idp_server, clock)
+    middleware = robot(idp_server, clock, **extra)
     warm = mint({"preferred_username": "alice"}, idp_server.key, now)
 
     async def scenario() -> None:
@@ -325,9 +344,10 @@ def test_cold_token_waits_off_the_loop_while_cached_tokens_are_answered(idp_serv
     assert middleware.app.calls[-1]["user"].display_name == "bob"
 
 
-def test_refused_token_in_the_refusal_cache_is_answered_on_the_loop(idp_server):
+@CACHE_CHECKS
+def test_refused_token_in_the_refusal_cache_is_answered_on_the_loop(idp_server, extra):
     clock = FrozenClock()
-    middleware = robot(idp_server, clock)
+    middleware = robot(idp_server, clock, **extra)
     bad = mint({"iss": "https://other.example.test"}, idp_server.key, clock.now)
 
     async def scenario() -> list[int]:
@@ -342,11 +362,12 @@ def test_refused_token_in_the_refusal_cache_is_answered_on_the_loop(idp_server):
     assert asyncio.run(scenario()) == [401, 401, 401, 1]
 
 
-def test_cold_token_is_decided_in_a_worker_thread(idp_server):
+@CACHE_CHECKS
+def test_cold_token_is_decided_in_a_worker_thread(idp_server, extra):
     """The first request of a token is verified off the loop's thread."""
     clock = FrozenClock()
     threads: list[int] = []
-    middleware = robot(idp_server, clock)
+    middleware = robot(idp_server, clock, **extra)
     verify = middleware.authenticator.readers[0].verifier
     assert verify is not None
     original = verify.__call__

@@ -139,20 +139,28 @@ def described(principal: Any) -> Any:
 
 
 def assert_same(options: dict[str, Any], requests: list[Request], clock=None) -> None:
-    """Both adapters from one config (each with its own metrics recorder), request by
-    request, in order (so cache hits and the refusal cache are compared too)."""
+    """Both adapters from one config, request by request, in order (so cache hits and the
+    refusal cache are compared too): without metrics (for one source reading one header, the
+    adapter's one-pass cache check), then each with its own metrics recorder (two passes),
+    whose events must match too."""
     clock = clock or FrozenClock()
+    one = JwtHeadersConfig(**options)
     wsgi_metrics, asgi_metrics = Recorder(), Recorder()
-    config = JwtHeadersConfig(**options, metrics=wsgi_metrics)
-    wsgi = JwtHeadersMiddleware(RecordingApp(), config, clock=clock)
-    asgi = JwtHeadersASGIMiddleware(
-        RecordingASGIApp(), JwtHeadersConfig(**options, metrics=asgi_metrics), clock=clock
-    )
-    for request in requests:
-        for _ in range(2):  # cold, then from the caches
-            expected = wsgi_outcome(wsgi, request)
-            got = asgi_outcome(asgi, request)
-            assert got == expected, request
+    with_wsgi = JwtHeadersConfig(**options, metrics=wsgi_metrics)
+    with_asgi = JwtHeadersConfig(**options, metrics=asgi_metrics)
+    pairs = [
+        (
+            JwtHeadersMiddleware(RecordingApp(), wsgi_config, clock=clock),
+            JwtHeadersASGIMiddleware(RecordingASGIApp(), asgi_config, clock=clock),
+        )
+        for wsgi_config, asgi_config in ((one, one), (with_wsgi, with_asgi))
+    ]
+    for wsgi, asgi in pairs:
+        for request in requests:
+            for _ in range(2):  # cold, then from the caches
+                expected = wsgi_outcome(wsgi, request)
+                got = asgi_outcome(asgi, request)
+                assert got == expected, request
     assert asgi_metrics.events == wsgi_metrics.events
 
 
