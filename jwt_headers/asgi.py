@@ -173,7 +173,9 @@ class JwtHeadersASGIMiddleware:
                 if name
             }
         )
+        #: Header name -> environ key; and -> the key only when the core reads it, else "".
         self._keys: dict[bytes, str] = {}
+        self._read: dict[bytes, str] = {}
         self._cached = self.authenticator.cached_answerer()
         self._paths = config.path_rules is not None and config.path_rules.has_paths
 
@@ -188,21 +190,30 @@ class JwtHeadersASGIMiddleware:
         }
         if self._paths:  # only path rules read the path
             view["SCRIPT_NAME"], view["PATH_INFO"] = _wsgi_path(scope)
-        wanted, keys = self._wanted, self._keys
+        keys, key_of = (self._keys, self._key) if everything else (self._read, self._read_key)
         for name, value in scope.get("headers") or ():
             key = keys.get(name)
             if key is None:
-                key = self._key(name)
-            if everything or key in wanted:
+                key = key_of(name)
+            if key:  # "": a header the core never reads
                 text = value.decode("latin-1")
                 before = view.get(key)
                 view[key] = text if before is None else f"{before}, {text}"
         return view
 
     def _key(self, name: bytes) -> str:
+        """The environ key of header ``name``, remembered (a bounded number of names)."""
         key = _CGI_HEADERS.get(name.lower()) or http_key(name.decode("latin-1"))
         if len(self._keys) < _MAX_NAMES:
             self._keys[name] = key
+        return key
+
+    def _read_key(self, name: bytes) -> str:
+        """As :meth:`_key` for a header the core reads, ``""`` for any other."""
+        key = self._key(name)
+        key = key if key in self._wanted else ""
+        if len(self._read) < _MAX_NAMES:
+            self._read[name] = key
         return key
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
