@@ -386,3 +386,16 @@ def test_cold_token_is_decided_in_a_worker_thread(idp_server, extra):
     loop_thread = asyncio.run(scenario())
     assert threads and threads[0] != loop_thread
     assert middleware.app.scope["user"].display_name == USER_NAME
+
+
+def test_the_adapter_imports_no_web_framework():
+    """Starlette is not a dependency of the core: the adapter only borrows its names."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, jwt_headers.asgi; "
+        "print(sorted(m for m in ('starlette', 'fastapi', 'anyio') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
