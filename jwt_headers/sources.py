@@ -163,6 +163,5 @@ def peek_header(source: HeaderSource, environ: Mapping[str, Any], trust: PeerTru
     value = environ.get(source.http_key)
     if not isinstance(value, str) or not value.strip():
         return None
-    if source.self_verifying or trust.is_trusted(environ.get("REMOTE_ADDR")):
-        return value
-    return None
+    believed = source.self_verifying or trust.is_trusted(environ.get("REMOTE_ADDR"))
+    return value if believed else None

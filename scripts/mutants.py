@@ -295,8 +295,8 @@ MUTANTS: list[Mutant] = [
     _m(
         "R35 proxy credentials masked",
         "config.py",
-        'URL_OPTIONS = frozenset({"jwks_uri", "userinfo_endpoint", "http_proxy"})',
-        'URL_OPTIONS = frozenset({"jwks_uri", "userinfo_endpoint"})',
+        'URL_OPTIONS = frozenset({"jwks_uri", "userinfo_endpoint", "http_proxy", "cache_url"})',
+        'URL_OPTIONS = frozenset({"jwks_uri", "userinfo_endpoint", "cache_url"})',
         "test_outbound.py",
     ),
     # --- path rules (issue 13)
