@@ -1,4 +1,4 @@
-"""jwt-headers: WSGI middleware that authenticates requests from headers.
+"""jwt-headers: WSGI and ASGI middleware that authenticates requests from headers.
 
 The user name comes from a plain, JSON or JWT header (as Apache mod_auth_openidc or a robot's
 ``Authorization: Bearer`` sends it), roles from a header or the token's claims; JWTs can be

@@ -38,7 +38,7 @@ from .providers import ProviderRouter
 from .rolemap import convert_roles
 from .rules import PathRule
 from .shared import SharedCache
-from .sources import HeaderSource, PeerTrust, read_header
+from .sources import HeaderSource, PeerTrust, peek_header, read_header
 from .userinfo import UserinfoClient
 from .verify import TokenVerifier
 
@@ -46,6 +46,8 @@ logger = logging.getLogger("jwt_headers")
 
 #: The result for a header that is present but not ours (``Basic ...``): the request is anonymous.
 _NOT_OURS = object()
+#: What :meth:`Authenticator.cached_answerer`'s function returns when only I/O can answer.
+MISS = object()
 #: Refusals worth remembering: the same bad token again costs a lookup, not a signature check.
 #: Time-dependent ones are not kept (the token may become valid within the negative TTL).
 #: An unknown kid may be published a moment later: the key set's own cooldown governs those.
@@ -463,6 +465,99 @@ class Authenticator:
             return None, dropped, None
         return decided, dropped, decider
 
+    # ------------------------------------------------------------------ for async adapters
+    def answers_without_io(self, environ: Mapping[str, Any]) -> bool:
+        """Whether :meth:`authenticate` can answer this request from the caches alone, with
+        no identity-provider (or Redis) call: an exempt path, no present header that needs a
+        check, or every present token already in the token cache or the refusal cache.
+
+        An event-loop adapter asks this first and runs :meth:`authenticate` on the loop when
+        True, in a worker thread otherwise. The answer itself always comes from
+        :meth:`authenticate`, so it is exactly the WSGI adapter's (rules, sources, conflicts,
+        metrics, logs); this only chooses where it runs. Side-effect free: nothing is logged,
+        counted or cached here. False is the safe side: a request it cannot vouch for (a
+        ``Basic`` header, an entry that expires in between) merely takes the thread.
+        """
+        rules = self._rules
+        if (
+            rules is not None
+            and rules.decide(
+                environ.get("REQUEST_METHOD"), environ.get("SCRIPT_NAME"), environ.get("PATH_INFO")
+            )
+            is PathRule.EXEMPT
+        ):
+            return True
+        for reader in self.readers:
+            if not reader.answers_without_io(environ):
+                break
+        else:
+            return True
+        return False
+
+    def cached_answerer(self) -> Callable[[Mapping[str, Any]], Any]:
+        """A function that answers a request as :meth:`authenticate` would, without any I/O,
+        or returns :data:`MISS` (having logged, counted and cached nothing) when only
+        :meth:`authenticate`, in a worker thread, may answer it.
+
+        For the common case (one source reading one header, no metrics) it is the fast path
+        with "not in the caches" turned into :data:`MISS`: one pass. Any other configuration
+        asks :meth:`answers_without_io` first, then calls :meth:`authenticate` (two passes over
+        the headers, still no I/O).
+        """
+        first = self.readers[0]
+        if not (
+            len(self.readers) == 1
+            and first._roles is None
+            and first._rival_key is None
+            and self._metrics is None
+        ):
+            answers_without_io, authenticate = self.answers_without_io, self.authenticate
+
+            def two_passes(environ: Mapping[str, Any]) -> Any:
+                if answers_without_io(environ):
+                    return authenticate(environ)
+                return MISS
+
+            return two_passes
+
+        source, trust = first._user, first._trust
+        cache_get, refused_get, miss = first._cache.get, first._refused.get, first._miss
+        checks = first.verifier is not None
+        anonymous_ok = self.config.allow_anonymous
+        methods = self._only_methods or frozenset()
+        rules = self._rules if self._rules is not None and self._rules.has_paths else None
+
+        def one_pass(environ: Mapping[str, Any]) -> Any:
+            protected = False
+            if rules is not None:
+                rule = rules.decide(
+                    environ.get("REQUEST_METHOD"),
+                    environ.get("SCRIPT_NAME"),
+                    environ.get("PATH_INFO"),
+                )
+                if rule is PathRule.EXEMPT:
+                    return None, []
+                protected = rule is PathRule.PROTECTED
+            elif methods:
+                method = environ.get("REQUEST_METHOD")
+                if type(method) is str and method in methods:
+                    return None, []
+            dropped: list[str] = []
+            value = read_header(source, environ, trust, dropped)
+            if value is not None:
+                result = cache_get(value)
+                if result is None:
+                    if checks and refused_get(_digest(value)) is None:
+                        return MISS  # a new token: its checks may call the IdP
+                    result = miss(value, value, None)  # refused before, or no I/O to do
+                if result is not _NOT_OURS:
+                    return result, dropped
+            if protected or not anonymous_ok:
+                raise Unauthenticated()
+            return None, dropped
+
+        return one_pass
+
 
 class SourceReader:
     """One identity source: its headers, decoder, checks and caches.
@@ -696,6 +791,23 @@ class SourceReader:
             refusal.fingerprint = refusal.fingerprint or _fingerprint(roles_value, source)
             raise
 
+    def answers_without_io(self, environ: Mapping[str, Any]) -> bool:
+        """Whether :meth:`read` needs no I/O for this request (see
+        :meth:`Authenticator.answers_without_io`): no checks configured, no believed header,
+        or its key already in the token cache or the refusal cache."""
+        if self.verifier is None:
+            return True  # string and JSON headers, unchecked JWTs: decoding only
+        user_value = peek_header(self._user, environ, self._trust)
+        if user_value is None:
+            return True
+        roles_value = None
+        if self._roles is not None:
+            roles_value = peek_header(self._roles, environ, self._trust)
+        key = user_value if self._roles is None else (user_value, roles_value)
+        if self._cache.get(key) is not None:
+            return True
+        return self._refused.get(_digest(key)) is not None
+
     def _log_refusal(self, refusal: Refusal) -> None:
         """One line per refused request; the record also carries ``reason`` and ``fingerprint``
         as attributes, for structured log handlers (and tests) that should not parse text."""
@@ -712,4 +824,4 @@ class SourceReader:
         )
 
 
-__all__ = ["Authenticator", "InvalidToken", "Verifier"]
+__all__ = ["MISS", "Authenticator", "InvalidToken", "Verifier"]

@@ -147,3 +147,21 @@ def read_header(
         safe(environ.get("REMOTE_ADDR")),
     )
     return None
+
+
+def peek_header(source: HeaderSource, environ: Mapping[str, Any], trust: PeerTrust) -> str | None:
+    """The value :func:`read_header` would return, without logging or dropping anything.
+
+    For a question asked before the request is answered ("can the caches answer this without
+    I/O?"): the answer itself still comes from :func:`read_header`, so its warnings and drops
+    happen once.
+    """
+    if source.plain_key is not None:
+        value = environ.get(source.plain_key)
+        if isinstance(value, str) and value.strip():
+            return value
+    value = environ.get(source.http_key)
+    if not isinstance(value, str) or not value.strip():
+        return None
+    believed = source.self_verifying or trust.is_trusted(environ.get("REMOTE_ADDR"))
+    return value if believed else None

@@ -534,6 +534,66 @@ MUTANTS: list[Mutant] = [
         "if False:",
         "test_django_checks.py",
     ),
+    # --- the ASGI adapter (issue 16)
+    _m(
+        "R18 asgi scope keys removed first",
+        "asgi.py",
+        "        for key in SCOPE_KEYS:\n            scope.pop(key, None)\n",
+        "        for key in ():\n            scope.pop(key, None)\n",
+        "test_asgi.py",
+    ),
+    _m(
+        "R16 asgi untrusted peer without client",
+        "asgi.py",
+        '"REMOTE_ADDR": client[0] if client else None,',
+        '"REMOTE_ADDR": client[0] if client else "127.0.0.1",',
+        "test_asgi.py",
+    ),
+    _m(
+        "R16 asgi unbelieved header removed from the scope",
+        "asgi.py",
+        "            self._drop_headers(scope, frozenset(dropped))",
+        "            pass",
+        "test_asgi.py",
+    ),
+    _m(
+        "asgi websocket refused before accept",
+        "asgi.py",
+        '            await send({"type": "websocket.close", "code": WEBSOCKET_POLICY_VIOLATION})',
+        '            await send({"type": "websocket.accept"})\n'
+        '            await send({"type": "websocket.close", "code": WEBSOCKET_POLICY_VIOLATION})',
+        "test_asgi.py",
+    ),
+    _m(
+        "asgi identity-provider I/O off the loop",
+        "asgi.py",
+        "            if answer is MISS:  # identity-provider I/O ahead:",
+        "            if answer is MISS:\n"
+        "                answer = authenticator.authenticate(view)\n"
+        "            if False:  #",
+        "test_asgi.py",
+    ),
+    _m(
+        "asgi a cold token is not answered from the caches (one pass)",
+        "core.py",
+        "                    if checks and refused_get(_digest(value)) is None:",
+        "                    if False:",
+        "test_asgi.py",
+    ),
+    _m(
+        "asgi a cold token is not answered from the caches (two passes)",
+        "core.py",
+        "        return self._refused.get(_digest(key)) is not None",
+        "        return True",
+        "test_asgi.py",
+    ),
+    _m(
+        "R37 asgi catch-all",
+        "asgi.py",
+        "        except Exception as exc:  # fail closed: request input never makes a 500 (R37)",
+        "        except ZeroDivisionError as exc:",
+        "test_asgi.py",
+    ),
 ]
 
 

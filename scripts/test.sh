@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Install jwt-headers with its dev extra into .venv, then lint, type-check, run the tests and
-# the mutation check.
+# Install jwt-headers with its dev extra into .venv, then lint, type-check, run the tests, check
+# the built wheel and run the mutation check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
@@ -20,4 +20,5 @@ if ! command -v redis-server >/dev/null; then
     $sudo apt-get install -y -qq --no-install-recommends redis-server >/dev/null
 fi
 python -m pytest -q -p no:cacheprovider
+bash scripts/check_wheel.sh   # sdist + wheel, twine check, the wheel in a fresh venv: demo, WSGI, ASGI
 python scripts/mutants.py   # every security control removed in turn must fail a test
