@@ -18,6 +18,8 @@ from conftest import RecordingApp, assert_accepted, assert_invalid_token, call, 
 from idp import mint
 
 from jwt_headers import JwtHeadersConfig, JwtHeadersMiddleware
+from jwt_headers.errors import IdpUnavailable
+from jwt_headers.userinfo import _SHARED_REFUSALS
 
 idp_server = idp.idp_server  # the pytest fixture, bound here so pytest finds it
 
@@ -254,3 +256,64 @@ def test_quick_start_django_logging_shows_refusals(tmp_path):
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True
     )
     assert "expired header=Authorization fp=0: x" in done.stderr
+
+
+# --------------------------------------------------------------------------- Running in production
+
+
+def raised_reasons() -> set[str]:
+    """Every reason code ``InvalidToken`` is raised with in jwt_headers/*.py: literal first
+    arguments, the f-string ``bad_{name}`` expanded with the claims verify.py checks as
+    numbers, and the userinfo refusals a shared cache replays."""
+    reasons: set[str] = set()
+    for path in sorted((ROOT / "jwt_headers").glob("*.py")):
+        source = path.read_text(encoding="utf-8")
+        for prefix, reason in re.findall(r'InvalidToken\(\s*(f?)"([^"]*)"', source):
+            if prefix and "{" in reason:
+                assert reason == "bad_{name}", f"{path.name}: a new f-string reason {reason!r}"
+                numeric = set(re.findall(r'_number\(claims, "(\w+)"\)', source)) - {"exp"}
+                assert numeric == {"nbf", "iat"}
+                reasons |= {f"bad_{name}" for name in numeric}
+            else:
+                reasons.add(reason)
+    reasons |= set(_SHARED_REFUSALS)
+    assert len(reasons) > 20, "the scan found suspiciously few reasons"
+    return reasons
+
+
+def test_every_reason_code_the_code_raises_is_in_the_readme_list():
+    """An operator looks a log line's reason code up in "Running in production": a new code
+    added without a row there fails here."""
+    production = section("Running in production")
+    table = production[production.index("   * - reason\n") :]
+    table = table[: table.index("\n\n", table.index("``internal_error``"))]
+    listed = set(
+        re.findall(
+            r"``([a-z_]+)``",
+            "\n".join(line for line in table.splitlines() if line.startswith("   * - ")),
+        )
+    )
+    missing = raised_reasons() - listed
+    assert not missing, f"reason codes missing from the README list: {sorted(missing)}"
+    assert not listed - raised_reasons(), "the README lists codes the code never raises"
+
+
+def test_running_in_production_quotes_the_defaults():
+    """The outage timeline quotes default seconds; they must be the config's defaults."""
+    production = section("Running in production")
+    defaults = JwtHeadersConfig.option_defaults()
+    quoted = re.findall(r"``(\w+)`` \((\d+) s", production)
+    assert {name for name, _ in quoted} >= {
+        "jwks_refresh_cooldown",
+        "jwks_cache_ttl",
+        "userinfo_cache_ttl",
+        "negative_cache_ttl",
+    }
+    for name, seconds in quoted:
+        assert defaults[name] == int(seconds), name
+    assert "``jwks_max_stale`` (a day)" in production
+    assert defaults["jwks_max_stale"] == 86400
+    assert "``http_read_timeout`` (2 + 3 s)" in production
+    assert (defaults["http_connect_timeout"], defaults["http_read_timeout"]) == (2, 3)
+    assert "Retry-After: 5" in production
+    assert IdpUnavailable("userinfo_unavailable", "x").retry_after == 5
