@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TextIO
 
 from .config import JwtHeadersConfig, printable
-from .core import Authenticator, SourceReader
+from .core import Authenticator, SourceReader, _fingerprint
 from .decode import Document, bearer_token, check_size, decode_json, decode_jwt, value_text
 from .errors import ConfigError, Refusal
 from .identity import (
@@ -233,7 +233,9 @@ def _walk(
 ) -> Document | None:
     """Decode and verify one header value, reporting each step; raises the first refusal."""
     config = authenticator.config
-    report.line("", f"fp={fingerprint(value)}, {len(value)} bytes, format {fmt}")
+    # The log line's fingerprint (of the token, without "Bearer "), so the fp= printed here
+    # finds the refusal in the logs.
+    report.line("", f"fp={_fingerprint(value, fmt)}, {len(value)} bytes, format {fmt}")
     hint = (value, fmt, "user_name_format" if label == "user" else "roles_source")
     with _step(report, "size"):
         check_size(value, config.max_header_bytes)

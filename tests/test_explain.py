@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import os
 import re
 import shlex
@@ -20,8 +21,10 @@ from pathlib import Path
 
 import idp
 import pytest
+from conftest import RecordingApp, assert_invalid_token, call
 from idp import make_key, mint
 
+from jwt_headers import JwtHeadersConfig, JwtHeadersMiddleware
 from jwt_headers.cli import main
 
 idp_server = idp.idp_server  # the pytest fixture, bound here so pytest finds it
@@ -311,6 +314,41 @@ def test_forged_signature_fails(
     assert outcome.startswith("401 Unauthorized, app not called")
     assert "token signature is not valid" in outcome
     assert_no_leak(out + err, forged)
+
+
+def test_explain_fingerprint_is_the_log_line_fingerprint_R35(
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    idp_server: idp.IdpServer,
+) -> None:
+    """One fingerprint everywhere: for a Bearer JWT the log hashes the token without "Bearer "
+    (R35: the token itself is never shown), so every fp= explain prints must be that one,
+    else an operator holding explain's fp= finds no log line."""
+    forger = make_key("RS256", kid=idp_server.key.kid)
+    forged = mint({"preferred_username": "mallory"}, forger)
+    header = f"Bearer {forged}"
+    code, out, err = explain(
+        capsys, *signature_options(idp_server), "-H", f"Authorization: {header}"
+    )
+    assert code == 1, out + err
+    shown = set(re.findall(r"fp=([0-9a-f]{8})", out))
+    assert shown == {fp(forged)}, out
+    assert fp(header) not in out  # the old, header-wide fingerprint
+
+    mapping = {
+        opt.split("=", 1)[0]: opt.split("=", 1)[1] for opt in signature_options(idp_server)[1::2]
+    }
+    middleware = JwtHeadersMiddleware(RecordingApp(), JwtHeadersConfig.from_mapping(mapping))
+    with caplog.at_level(logging.INFO, logger="jwt_headers"):
+        answer = call(middleware, {"Authorization": header})
+    assert_invalid_token(answer, "bad_signature")
+    logged = {
+        match
+        for record in caplog.records
+        if getattr(record, "reason", None) == "bad_signature"
+        for match in re.findall(r"fp=([0-9a-f]{8})", record.getMessage())
+    }
+    assert logged == shown
 
 
 # --------------------------------------------------------------------------- sources
