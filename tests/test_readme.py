@@ -317,3 +317,32 @@ def test_running_in_production_quotes_the_defaults():
     assert (defaults["http_connect_timeout"], defaults["http_read_timeout"]) == (2, 3)
     assert "Retry-After: 5" in production
     assert IdpUnavailable("userinfo_unavailable", "x").retry_after == 5
+
+
+def test_the_devidp_example_runs_as_written():
+    """The README's DevIdp example (issue 17: it used to hold a literal ``...``): executed as
+    written, then its middleware accepts the token it minted, as its last comment says."""
+    from werkzeug.test import Client
+
+    start = README.read_text(encoding="utf-8").index(
+        "    from jwt_headers import JwtHeadersConfig, JwtHeadersMiddleware\n"
+        "    from jwt_headers.devidp import DevIdp"
+    )
+    lines = []
+    for line in README.read_text(encoding="utf-8")[start:].splitlines():
+        if line and not line.startswith("    "):
+            break
+        lines.append(line[4:])
+    code = "\n".join(lines)
+    check = "        # e.g. werkzeug.test.Client(protected)"
+    assert check.strip() in code
+    code = code.replace(
+        check.strip(),
+        "answers.append(Client(protected).get('/', headers={'Authorization': f'Bearer {token}'}))"
+        "  #",
+    )
+    answers: list = []
+    exec(compile(code, "README.rst", "exec"), {"Client": Client, "answers": answers})
+    (answer,) = answers
+    assert answer.status_code == 200
+    assert answer.get_data() == b"alice"
