@@ -30,8 +30,8 @@ from typing import Any
 from .config import JwtHeadersConfig
 from .core import MISS, Authenticator
 from .doctor import RequestWatch, log_static_findings
-from .errors import ConfigError, InvalidToken, Refusal
-from .middleware import MARKER_KEY, PRINCIPAL_KEY, refusal_response
+from .errors import InvalidToken, Refusal
+from .middleware import MARKER_KEY, PRINCIPAL_KEY, config_from, refusal_response
 from .principal import Principal
 from .sources import http_key
 
@@ -150,12 +150,7 @@ class JwtHeadersASGIMiddleware:
         clock: Callable[[], float] = time.time,
         **options: Any,
     ) -> None:
-        if config is None:
-            config = JwtHeadersConfig(**options)
-        elif options:
-            raise ConfigError(
-                f"give either a config or options, not both (got config and {sorted(options)})"
-            )
+        config = config_from(config, options)
         self.app = app
         self.config = config
         self.authenticator = Authenticator(config, clock=clock)

@@ -81,6 +81,18 @@ def _render(
     return status, tuple(headers), body.encode("utf-8")
 
 
+def config_from(config: JwtHeadersConfig | None, options: dict[str, Any]) -> JwtHeadersConfig:
+    """An adapter's config: the one given, or one built from its keyword options (both WSGI
+    and ASGI take either, never both, so a stray keyword cannot be silently ignored)."""
+    if config is None:
+        return JwtHeadersConfig(**options)
+    if options:
+        raise ConfigError(
+            f"give either a config or options, not both (got config and {sorted(options)})"
+        )
+    return config
+
+
 class JwtHeadersMiddleware:
     """Authenticate every request from its headers before the wrapped app sees it.
 
@@ -97,12 +109,7 @@ class JwtHeadersMiddleware:
         clock: Callable[[], float] = time.time,
         **options: Any,
     ) -> None:
-        if config is None:
-            config = JwtHeadersConfig(**options)
-        elif options:
-            raise ConfigError(
-                f"give either a config or options, not both (got config and {sorted(options)})"
-            )
+        config = config_from(config, options)
         self.app = app
         self.config = config
         self.authenticator = Authenticator(config, clock=clock)
