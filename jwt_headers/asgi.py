@@ -28,10 +28,9 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from .config import JwtHeadersConfig
-from .core import MISS, Authenticator
-from .doctor import RequestWatch, log_static_findings
+from .core import MISS
 from .errors import InvalidToken, Refusal
-from .middleware import MARKER_KEY, PRINCIPAL_KEY, config_from, refusal_response
+from .middleware import MARKER_KEY, PRINCIPAL_KEY, AdapterSetup, refusal_response
 from .principal import Principal
 from .sources import http_key
 
@@ -133,7 +132,7 @@ def _wsgi_path(scope: Scope) -> tuple[str, str]:
     return root, path
 
 
-class JwtHeadersASGIMiddleware:
+class JwtHeadersASGIMiddleware(AdapterSetup):
     """Authenticate every ``http`` and ``websocket`` request before the wrapped ASGI app sees
     it; ``lifespan`` and other scopes pass through untouched.
 
@@ -150,13 +149,9 @@ class JwtHeadersASGIMiddleware:
         clock: Callable[[], float] = time.time,
         **options: Any,
     ) -> None:
-        config = config_from(config, options)
+        super().__init__(config, clock, options)
+        config = self.config
         self.app = app
-        self.config = config
-        self.authenticator = Authenticator(config, clock=clock)
-        log_static_findings(config)
-        self._marker = id(self)
-        self._watch: RequestWatch | None = RequestWatch(config, MARKER_KEY, self._marker)
         #: The environ keys the core reads; once the doctor's watch is over, only these
         #: headers are put in the view.
         self._wanted = frozenset(

@@ -678,34 +678,23 @@ class JwtHeadersConfig:
                 "options go in its entry; move them into the sources entry they belong to"
             )
         known = self.option_names()
-        defaults = self.option_defaults()
         shared = {
             name: getattr(self, name) for name in given if name not in SOURCE_OPTIONS | {"sources"}
         }
         built: list[JwtHeadersConfig] = []
         for index, entry in enumerate(entries):
             where = f"sources[{index}]"
-            if not isinstance(entry, Mapping):
-                raise ConfigError(
-                    f"{where} is {entry!r}: each source is a mapping of options, e.g. "
-                    "{'user_name_header': 'OIDC_id_token_payload', 'user_name_format': 'json', "
-                    "'user_name_json_path': 'preferred_username'}"
-                )
-            options: dict[str, Any] = {}
-            for raw_key, value in entry.items():
-                key = str(raw_key).strip().lower().replace("-", "_")
-                if key not in SOURCE_OPTIONS:
-                    if key in known:
-                        raise ConfigError(
-                            f"{where}: {key} applies to the whole request, not to one source; "
-                            "set it at the top level, beside sources"
-                        )
-                    raise ConfigError(f"{where}: " + _unknown_option_message(str(raw_key), known))
-                if key in options:
-                    raise ConfigError(f"{where}: {key} is given twice; keep one")
-                options[key] = (
-                    _from_text(key, value, defaults[key]) if isinstance(value, str) else value
-                )
+            options = _entry_options(
+                where,
+                entry,
+                SOURCE_OPTIONS,
+                suggest=known,
+                example="each source is a mapping of options, e.g. "
+                "{'user_name_header': 'OIDC_id_token_payload', 'user_name_format': 'json', "
+                "'user_name_json_path': 'preferred_username'}",
+                elsewhere="applies to the whole request, not to one source; set it at the top "
+                "level, beside sources",
+            )
             label = options.get("user_name_header")
             try:
                 built.append(type(self)(**shared, **options))
@@ -900,30 +889,17 @@ class JwtHeadersConfig:
         seen: dict[str, int] = {}
         for index, entry in enumerate(entries):
             where = f"providers[{index}]"
-            if not isinstance(entry, Mapping):
-                raise ConfigError(
-                    f"{where} is {entry!r}: each provider is a mapping of options, e.g. "
-                    "{'issuer': 'https://idp.example/realms/a', 'jwks_uri': "
-                    "'https://idp.example/realms/a/protocol/openid-connect/certs'}"
-                )
-            options: dict[str, Any] = {}
-            for raw_key, value in entry.items():
-                key = str(raw_key).strip().lower().replace("-", "_")
-                if key not in PROVIDER_OPTIONS:
-                    if key in self.option_names():
-                        raise ConfigError(
-                            f"{where}: {key} applies to every provider of the source, not to "
-                            f"one; set it beside providers (a provider sets only "
-                            f"{', '.join(sorted(PROVIDER_OPTIONS))})"
-                        )
-                    raise ConfigError(
-                        f"{where}: " + _unknown_option_message(str(raw_key), PROVIDER_OPTIONS)
-                    )
-                if key in options:
-                    raise ConfigError(f"{where}: {key} is given twice; keep one")
-                options[key] = (
-                    _from_text(key, value, defaults[key]) if isinstance(value, str) else value
-                )
+            options = _entry_options(
+                where,
+                entry,
+                PROVIDER_OPTIONS,
+                suggest=PROVIDER_OPTIONS,
+                example="each provider is a mapping of options, e.g. "
+                "{'issuer': 'https://idp.example/realms/a', 'jwks_uri': "
+                "'https://idp.example/realms/a/protocol/openid-connect/certs'}",
+                elsewhere="applies to every provider of the source, not to one; set it beside "
+                f"providers (a provider sets only {', '.join(sorted(PROVIDER_OPTIONS))})",
+            )
             issuer = options.get("issuer")
             if isinstance(issuer, list | tuple) and len(issuer) == 1:
                 issuer = issuer[0]
@@ -1005,6 +981,36 @@ class JwtHeadersConfig:
                 "user or roles; list the proxy's addresses in trusted_proxies instead",
                 ", ".join(unproven),
             )
+
+
+def _entry_options(
+    where: str,
+    entry: object,
+    allowed: frozenset[str],
+    *,
+    suggest: frozenset[str],
+    example: str,
+    elsewhere: str,
+) -> dict[str, Any]:
+    """The options of one ``sources`` or ``providers`` entry, keys read as ``from_mapping``
+    reads them and text values converted; every mistake names the entry (``where``): not a
+    mapping (``example`` shows one), an option that belongs ``elsewhere``, an unknown name (the
+    closest of ``suggest``), a name given twice."""
+    if not isinstance(entry, Mapping):
+        raise ConfigError(f"{where} is {entry!r}: {example}")
+    known = JwtHeadersConfig.option_names()
+    defaults = JwtHeadersConfig.option_defaults()
+    options: dict[str, Any] = {}
+    for raw_key, value in entry.items():
+        key = str(raw_key).strip().lower().replace("-", "_")
+        if key not in allowed:
+            if key in known:
+                raise ConfigError(f"{where}: {key} {elsewhere}")
+            raise ConfigError(f"{where}: " + _unknown_option_message(str(raw_key), suggest))
+        if key in options:
+            raise ConfigError(f"{where}: {key} is given twice; keep one")
+        options[key] = _from_text(key, value, defaults[key]) if isinstance(value, str) else value
+    return options
 
 
 def _same_header(a: str, b: str) -> bool:

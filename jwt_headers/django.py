@@ -38,7 +38,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
-import json
 import logging
 import warnings
 from collections.abc import Callable, Mapping
@@ -61,7 +60,12 @@ from django.utils.functional import SimpleLazyObject
 
 from .config import JwtHeadersConfig
 from .errors import ConfigError, Unauthenticated
-from .middleware import PRINCIPAL_KEY, JwtHeadersMiddleware, refusal_response
+from .middleware import (
+    PRINCIPAL_KEY,
+    JwtHeadersMiddleware,
+    insufficient_role_body,
+    refusal_response,
+)
 from .principal import Principal
 
 if TYPE_CHECKING:
@@ -338,14 +342,8 @@ def _unauthenticated() -> HttpResponse:
 
 
 def _insufficient_role(required: tuple[str, ...], principal: Principal) -> HttpResponse:
-    error: dict[str, Any] = {
-        "code": "INSUFFICIENT_ROLE",
-        "message": "a required role is missing",
-        "required": list(required),
-        "granted": list(principal.roles),
-    }
     return HttpResponse(
-        json.dumps({"error": error}),
+        insufficient_role_body(required, principal.roles),
         status=403,
         headers={"Cache-Control": "no-store"},
         content_type="application/json",

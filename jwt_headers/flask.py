@@ -23,16 +23,20 @@ Example::
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from flask import Flask, Response, current_app, request
 from werkzeug.local import LocalProxy
 
 from .config import JwtHeadersConfig
 from .errors import ConfigError, Unauthenticated
-from .middleware import PRINCIPAL_KEY, JwtHeadersMiddleware, refusal_response
+from .middleware import (
+    PRINCIPAL_KEY,
+    JwtHeadersMiddleware,
+    insufficient_role_body,
+    refusal_response,
+)
 from .principal import Principal
 
 if TYPE_CHECKING:
@@ -136,14 +140,8 @@ def _unauthenticated() -> Response:
 
 
 def _insufficient_role(required: tuple[str, ...], principal: Principal) -> Response:
-    error: dict[str, Any] = {
-        "code": "INSUFFICIENT_ROLE",
-        "message": "a required role is missing",
-        "required": list(required),
-        "granted": list(principal.roles),
-    }
     return Response(
-        json.dumps({"error": error}),
+        insufficient_role_body(required, principal.roles),
         status=403,
         headers={"Cache-Control": "no-store"},
         content_type="application/json",

@@ -57,6 +57,17 @@ def refusal_response(refusal: Refusal) -> tuple[str, list[tuple[str, str]], byte
     return status, list(headers), body
 
 
+def insufficient_role_body(required: tuple[str, ...], granted: tuple[str, ...]) -> str:
+    """The ``403`` body of the Flask and Django role guards, one format for both."""
+    error = {
+        "code": "INSUFFICIENT_ROLE",
+        "message": "a required role is missing",
+        "required": list(required),
+        "granted": list(granted),
+    }
+    return json.dumps({"error": error})
+
+
 @functools.lru_cache(maxsize=256)
 def _render(
     invalid_token: bool, status_code: int, error_code: str, message: str, retry: int
@@ -81,19 +92,31 @@ def _render(
     return status, tuple(headers), body.encode("utf-8")
 
 
-def config_from(config: JwtHeadersConfig | None, options: dict[str, Any]) -> JwtHeadersConfig:
-    """An adapter's config: the one given, or one built from its keyword options (both WSGI
-    and ASGI take either, never both, so a stray keyword cannot be silently ignored)."""
-    if config is None:
-        return JwtHeadersConfig(**options)
-    if options:
-        raise ConfigError(
-            f"give either a config or options, not both (got config and {sorted(options)})"
-        )
-    return config
+class AdapterSetup:
+    """What the WSGI and the ASGI adapter both build at start-up: the config (given, or made
+    from keyword options, never both, so a stray keyword cannot be silently ignored), the
+    core, the doctor's findings and its watch over the first requests."""
+
+    def __init__(
+        self,
+        config: JwtHeadersConfig | None,
+        clock: Callable[[], float],
+        options: dict[str, Any],
+    ) -> None:
+        if config is None:
+            config = JwtHeadersConfig(**options)
+        elif options:
+            raise ConfigError(
+                f"give either a config or options, not both (got config and {sorted(options)})"
+            )
+        self.config = config
+        self.authenticator = Authenticator(config, clock=clock)
+        log_static_findings(config)
+        self._marker = id(self)
+        self._watch: RequestWatch | None = RequestWatch(config, MARKER_KEY, self._marker)
 
 
-class JwtHeadersMiddleware:
+class JwtHeadersMiddleware(AdapterSetup):
     """Authenticate every request from its headers before the wrapped app sees it.
 
     :param app: the WSGI application to protect.
@@ -109,13 +132,8 @@ class JwtHeadersMiddleware:
         clock: Callable[[], float] = time.time,
         **options: Any,
     ) -> None:
-        config = config_from(config, options)
+        super().__init__(config, clock, options)
         self.app = app
-        self.config = config
-        self.authenticator = Authenticator(config, clock=clock)
-        log_static_findings(config)
-        self._marker = id(self)
-        self._watch: RequestWatch | None = RequestWatch(config, MARKER_KEY, self._marker)
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         watch = self._watch
