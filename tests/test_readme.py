@@ -15,6 +15,7 @@ from pathlib import Path
 import docutils.core
 import idp
 from conftest import RecordingApp, assert_accepted, assert_invalid_token, call, wait_until_listening
+from docs_examples import example
 from idp import mint
 
 from jwt_headers import JwtHeadersConfig, JwtHeadersMiddleware
@@ -42,8 +43,8 @@ def test_every_option_is_in_the_readme_options_table():
 
 
 def test_ci_runs_the_readme_test_command():
-    command = "bash scripts/test.sh"
-    assert command in README.read_text(encoding="utf-8")
+    command = example("README.rst", "bash scripts/test.sh").strip()
+    assert command == "bash scripts/test.sh"
     ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8")
     assert "scripts/test.sh" in ci
 
@@ -66,25 +67,8 @@ def section(title: str, underline: str = "-") -> str:
     return text[body : body + following.start()] if following else text[body:]
 
 
-def literal_blocks(text: str) -> list[tuple[str, str]]:
-    """``(the paragraph introducing it, the block dedented)`` for each ``::`` literal block."""
-    blocks = []
-    for found in re.finditer(r"([^\n]*(?:\n[^\n]+)*)::\n\n((?:(?: {4}[^\n]*)?\n)+)", text):
-        intro = found.group(1)
-        lines = [line[4:] for line in found.group(2).splitlines()]
-        blocks.append((intro, "\n".join(lines).strip() + "\n"))
-    return blocks
-
-
-def quick_start_block(predicate) -> str:
-    (found,) = [
-        block for intro, block in literal_blocks(section("Quick start")) if predicate(intro, block)
-    ]
-    return found
-
-
 def flask_app_block() -> str:
-    return quick_start_block(lambda intro, _block: intro.endswith("in ``app.py``"))
+    return example("README.rst", "app = Flask(__name__)\napp.wsgi_app = JwtHeadersMiddleware(")
 
 
 def free_port() -> int:
@@ -119,7 +103,7 @@ def curl_request(command: str, port: int) -> tuple[list[tuple[str, str]], int]:
 def test_quick_start_installs_what_its_examples_import():
     """The pip lines name the framework and the server the examples need (issue 17: the Quick
     start did not say to install Flask, gunicorn or Django); CI has them via the dev extra."""
-    block = quick_start_block(lambda _intro, block: block.startswith("pip install"))
+    block = example("README.rst", "pip install jwt-headers flask gunicorn")
     named = {
         word
         for line in block.splitlines()
@@ -136,7 +120,7 @@ def test_quick_start_installs_what_its_examples_import():
 def test_quick_start_apache_line_is_the_one_the_e2e_test_runs():
     """The Apache directive that renames the header is copied from the sample configuration
     tests/test_e2e_apache.py runs, so the Quick start's Apache half is the tested one."""
-    block = quick_start_block(lambda _intro, block: block.startswith("RequestHeader"))
+    block = example("README.rst", "RequestHeader set OIDC-Id-Token-Payload")
     sample = (ROOT / "samples" / "apache" / "jwt-headers.conf").read_text(encoding="utf-8")
     for line in block.splitlines():
         assert f"    {line}\n" in sample, line
@@ -148,7 +132,7 @@ def test_quick_start_flask_app_under_gunicorn_as_written_r16(tmp_path):
     visible INFO line in gunicorn's log exactly as the README prints it, trusted_proxies keeps
     another peer's header out (R16), and no header is a 401, not an anonymous 200."""
     (tmp_path / "app.py").write_text(flask_app_block(), encoding="utf-8")
-    commands = quick_start_block(lambda _intro, block: block.startswith("gunicorn ")).splitlines()
+    commands = example("README.rst", "gunicorn --bind 127.0.0.1:8000 app:app").splitlines()
     serve, curls = commands[0], commands[1:]
     assert serve == "gunicorn --bind 127.0.0.1:8000 app:app"
     assert len(curls) == 2
@@ -179,11 +163,7 @@ def test_quick_start_flask_app_under_gunicorn_as_written_r16(tmp_path):
         status, body = send(port, headers)
         assert status == 401, body
         assert body["error"]["code"] == "INVALID_TOKEN"
-        (line,) = [
-            block
-            for block in (b for _i, b in literal_blocks(text))
-            if block.startswith("INFO jwt_headers:")
-        ]
+        line = example("README.rst", "INFO jwt_headers: no_user_name")
         assert line.strip() in log().splitlines(), log()
 
         # The underscore spelling is dropped by gunicorn: no header at all, so 401, not 200.
@@ -209,7 +189,7 @@ def test_quick_start_flask_app_under_gunicorn_as_written_r16(tmp_path):
 
 def django_config_options() -> dict[str, object]:
     """The keyword arguments of the Django example's ``JwtHeadersConfig(...)``, as written."""
-    block = quick_start_block(lambda _intro, block: "get_wsgi_application" in block)
+    block = example("README.rst", "get_wsgi_application(),")
     tree = ast.parse(block)  # the whole file at least compiles
     (call_node,) = [
         node
@@ -246,7 +226,7 @@ def test_quick_start_django_robot_config_against_the_fake_idp_r8(idp_server):
 def test_quick_start_django_logging_shows_refusals(tmp_path):
     """The Django LOGGING snippet, given to logging.config.dictConfig in a fresh interpreter,
     makes an INFO line of the jwt_headers logger visible (Django's own default would not)."""
-    block = quick_start_block(lambda _intro, block: block.startswith("LOGGING = "))
+    block = example("README.rst", "LOGGING = {")
     script = block + (
         "import logging, logging.config\n"
         "logging.config.dictConfig(LOGGING)\n"
@@ -324,16 +304,7 @@ def test_the_devidp_example_runs_as_written():
     written, then its middleware accepts the token it minted, as its last comment says."""
     from werkzeug.test import Client
 
-    start = README.read_text(encoding="utf-8").index(
-        "    from jwt_headers import JwtHeadersConfig, JwtHeadersMiddleware\n"
-        "    from jwt_headers.devidp import DevIdp"
-    )
-    lines = []
-    for line in README.read_text(encoding="utf-8")[start:].splitlines():
-        if line and not line.startswith("    "):
-            break
-        lines.append(line[4:])
-    code = "\n".join(lines)
+    code = example("README.rst", "from jwt_headers.devidp import DevIdp")
     check = "        # e.g. werkzeug.test.Client(protected)"
     assert check.strip() in code
     code = code.replace(
