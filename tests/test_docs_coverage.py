@@ -20,9 +20,6 @@ TESTS = Path(__file__).resolve().parent
 # removes it here. (Issue 17 item 5 is done when it is empty.)
 PENDING: tuple[tuple[str, str], ...] = (
     ("README.rst", "pip install -e . && jwt-headers demo"),
-    ("README.rst", "# robots: a Bearer token, signature-checked, from any peer"),
-    ("README.rst", "[[jwt_headers.sources]]"),
-    ("README.rst", "[[jwt_headers.providers]]"),
     ("README.rst", "from jwt_headers.flask import current_principal, init_app, roles_required"),
     ("README.rst", "INSTALLED_APPS = ["),
     ("README.rst", "application = middleware_from_settings(django_application)"),
