@@ -29,7 +29,7 @@ from typing import Any
 
 from .config import JwtHeadersConfig
 from .core import MISS
-from .errors import InvalidToken, Refusal
+from .errors import InvalidToken, Refusal, Unauthenticated
 from .middleware import MARKER_KEY, PRINCIPAL_KEY, AdapterSetup, refusal_response
 from .principal import Principal
 from .sources import http_key
@@ -226,6 +226,8 @@ class JwtHeadersASGIMiddleware(AdapterSetup):
                 answer = await asyncio.to_thread(authenticator.authenticate, view)
             principal, dropped = answer
         except Refusal as refusal:
+            if type(refusal) is Unauthenticated:
+                authenticator.log_unauthenticated(refusal)
             await self._refuse(kind, refusal, send)
             return
         except Exception as exc:  # fail closed: request input never makes a 500 (R37)

@@ -270,6 +270,7 @@ class Authenticator:
             )
             for index, source in enumerate(config.source_configs)
         )
+        self._looked_for = ",".join(reader.header for reader in self.readers)
         first = self.readers[0]
         # The first source's parts, for tests and tools that look inside one source.
         self.verifier, self._cache, self._refused = first.verifier, first._cache, first._refused
@@ -410,6 +411,13 @@ class Authenticator:
             return None, dropped
 
         return authenticate
+
+    def log_unauthenticated(self, refusal: Refusal) -> None:
+        """Log a 401 for a missing credential, naming the headers looked for: the usual cause
+        is a header that never arrived (a proxy that did not send it, a server that dropped a
+        name with ``_``), and without a line the newcomer sees only the 401 (issue 17)."""
+        refusal.header = self._looked_for
+        _log_refusal(refusal)
 
     def report_refusal(self, reason: str) -> None:
         """Count a refusal decided outside the pipeline (the adapter's last-resort net)."""
@@ -647,7 +655,7 @@ class SourceReader:
             f"{decider.header} and {self.header} name different users",
         )
         refusal.header = self.header
-        self._log_refusal(refusal)
+        _log_refusal(refusal)
         raise refusal
 
     def _refuse_conflict(self, user_value: str, rival: str) -> None:
@@ -663,7 +671,7 @@ class SourceReader:
             f"Authorization and {self.config.user_name_header} carry different tokens",
         )
         refusal.header, refusal.fingerprint = self.config.user_name_header, fingerprint(ours)
-        self._log_refusal(refusal)
+        _log_refusal(refusal)
         raise refusal
 
     # ------------------------------------------------------------------ cache misses
@@ -672,12 +680,12 @@ class SourceReader:
         known = self._refused.get(digest)
         if known is not None:
             refusal = _copy_refusal(known)
-            self._log_refusal(refusal)
+            _log_refusal(refusal)
             raise refusal
         try:
             return self._flight.run(digest, lambda: self._resolve(key, user_value, roles_value))
         except Refusal as refusal:
-            self._log_refusal(refusal)
+            _log_refusal(refusal)
             if isinstance(refusal, InvalidToken) and refusal.reason not in _NOT_NEGATIVELY_CACHED:
                 # A copy that was never raised: the original's traceback would pin every
                 # frame it passed through (the environ, the decoded token) for the TTL (R25).
@@ -808,20 +816,21 @@ class SourceReader:
             return True
         return self._refused.get(_digest(key)) is not None
 
-    def _log_refusal(self, refusal: Refusal) -> None:
-        """One line per refused request; the record also carries ``reason`` and ``fingerprint``
-        as attributes, for structured log handlers (and tests) that should not parse text."""
-        level = logging.WARNING if refusal.status >= 500 else logging.INFO
-        logger.log(
-            level,
-            "%s%s header=%s fp=%s: %s",
-            refusal.reason,
-            f" {refusal.detail}" if refusal.detail else "",
-            safe(refusal.header),
-            refusal.fingerprint,
-            refusal.message,
-            extra={"reason": refusal.reason, "fingerprint": refusal.fingerprint},
-        )
+
+def _log_refusal(refusal: Refusal) -> None:
+    """One line per refused request; the record also carries ``reason`` and ``fingerprint``
+    as attributes, for structured log handlers (and tests) that should not parse text."""
+    level = logging.WARNING if refusal.status >= 500 else logging.INFO
+    logger.log(
+        level,
+        "%s%s header=%s fp=%s: %s",
+        refusal.reason,
+        f" {refusal.detail}" if refusal.detail else "",
+        safe(refusal.header),
+        refusal.fingerprint,
+        refusal.message,
+        extra={"reason": refusal.reason, "fingerprint": refusal.fingerprint},
+    )
 
 
 __all__ = ["MISS", "Authenticator", "InvalidToken", "Verifier"]

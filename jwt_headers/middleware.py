@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from .config import JwtHeadersConfig
 from .core import Authenticator
 from .doctor import RequestWatch, log_static_findings
-from .errors import ConfigError, IdpUnavailable, InvalidToken, Refusal
+from .errors import ConfigError, IdpUnavailable, InvalidToken, Refusal, Unauthenticated
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -144,6 +144,8 @@ class JwtHeadersMiddleware(AdapterSetup):
         try:
             principal, dropped = self.authenticator.authenticate(environ)
         except Refusal as refusal:
+            if type(refusal) is Unauthenticated:
+                self.authenticator.log_unauthenticated(refusal)
             return self._refuse(refusal, start_response)
         except Exception as exc:  # fail closed: request input never makes a 500
             logger.error(

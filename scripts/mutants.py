@@ -594,6 +594,21 @@ MUTANTS: list[Mutant] = [
         "        except ZeroDivisionError as exc:",
         "test_asgi.py",
     ),
+    # --- a missing credential leaves a log line (issue 17)
+    _m(
+        "wsgi unauthenticated is logged",
+        "middleware.py",
+        "                self.authenticator.log_unauthenticated(refusal)",
+        "                pass",
+        "test_logging.py",
+    ),
+    _m(
+        "asgi unauthenticated is logged",
+        "asgi.py",
+        "                authenticator.log_unauthenticated(refusal)",
+        "                pass",
+        "test_logging.py",
+    ),
 ]
 
 

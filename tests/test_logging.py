@@ -319,6 +319,65 @@ def test_unauthenticated_body_has_no_request_data(caplog):
     assert CLAIM not in all_log_text(caplog)
 
 
+def unauthenticated_lines(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if getattr(r, "reason", None) == "unauthenticated"]
+
+
+def test_missing_credential_401_is_one_info_line_naming_the_headers_looked_for(caplog):
+    """Issue 17: a 401 UNAUTHENTICATED used to leave no line, so a header a server dropped
+    (``OIDC_id_token_payload`` through gunicorn) showed as nothing at all. Now one INFO line
+    names the header(s) looked for, with no request data (R35); an anonymous request that is
+    allowed logs nothing."""
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    options = {**JSON, "user_name_header": "OIDC-Id-Token-Payload"}
+    answer = call(environ={"HTTP_X_OTHER": CLAIM}, allow_anonymous=False, **options)
+    assert answer.status == 401 and not answer.app.called
+    (record,) = unauthenticated_lines(caplog)
+    assert record.levelno == logging.INFO
+    assert record.getMessage() == (
+        "unauthenticated header=OIDC-Id-Token-Payload fp=None: authentication required"
+    )
+    assert CLAIM not in all_log_text(caplog)
+    caplog.clear()
+    answer = call(environ={"HTTP_X_OTHER": CLAIM}, **options)
+    assert answer.status == 200 and answer.app.called
+    assert unauthenticated_lines(caplog) == []
+    assert [r for r in caplog.records if r.levelno == logging.INFO] == []
+
+
+def test_missing_credential_line_names_every_source_and_the_asgi_adapter_logs_it_too(caplog):
+    """With several sources the line lists each header in order; the ASGI adapter writes the
+    same line (the adapters answer and log alike)."""
+    import asyncio
+
+    from asgi_helpers import RecordingASGIApp, make_scope
+
+    from jwt_headers.asgi import JwtHeadersASGIMiddleware
+
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    options = {
+        "allow_anonymous": False,
+        "sources": [{"user_name_header": "X-User"}, {**JWT, "user_name_header": "Authorization"}],
+    }
+    assert call(**options).status == 401
+    asgi = JwtHeadersASGIMiddleware(RecordingASGIApp(), **options)
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(asgi(make_scope({}), receive, send))
+    assert sent[0]["status"] == 401
+    lines = [r.getMessage() for r in unauthenticated_lines(caplog)]
+    assert (
+        lines
+        == ["unauthenticated header=X-User,Authorization fp=None: authentication required"] * 2
+    )
+
+
 class _Crash(Exception):
     """What a bug deep in the pipeline might raise; its text holds request data."""
 

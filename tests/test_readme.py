@@ -170,6 +170,9 @@ def test_quick_start_flask_app_under_gunicorn_as_written_r16(tmp_path):
         value = headers[0][1]
         status, body = send(port, [("OIDC_id_token_payload", '{"preferred_username": "bob"}')])
         assert (status, body["error"]["code"]) == (401, "UNAUTHENTICATED")
+        stated = re.search(r"``(INFO jwt_headers: unauthenticated [^`]*)``", text)
+        assert stated is not None
+        assert stated.group(1) in log().splitlines(), log()  # the dropped header shows
         status, body = send(port, [])
         assert (status, body["error"]["code"]) == (401, "UNAUTHENTICATED")
         # From a peer that is not Apache (not in trusted_proxies) the header is ignored.
