@@ -168,7 +168,13 @@ def _stamp_of(found: os.stat_result) -> tuple[int, ...]:
 
 
 def _is_racy(stamp: tuple[int, ...]) -> bool:
-    return bool(stamp) and max(stamp[3], stamp[4]) >= time.time_ns() - int(RACY_SECONDS * 1e9)
+    """Modified about now (either side: a clock step): a same-tick rewrite could go unseen.
+    A stamp far in the future is not racy: a real rewrite gives it the present time, which
+    changes it, so it need not be read on every lookup."""
+    if not stamp:
+        return False
+    now, racy = time.time_ns(), int(RACY_SECONDS * 1e9)
+    return now - racy <= max(stamp[3], stamp[4]) <= now + racy
 
 
 def _read_file(path: str, max_bytes: int) -> tuple[bytes, tuple[int, ...]]:

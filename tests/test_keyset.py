@@ -969,6 +969,25 @@ def test_file_key_set_freshly_modified_is_read_again_not_parsed_again(tmp_path, 
     assert assert_accepted(send(middleware, cached)) is principal  # the cache was kept
 
 
+def test_file_key_set_with_a_future_mtime_is_not_read_on_every_lookup(tmp_path):
+    """A file stamped in the future (a skewed clock where it was written, ``touch -d``) is not
+    "modified just now": it is read once, not again at every cache miss; a real rewrite gives
+    it the present time, so the next lookup still sees it."""
+    path = tmp_path / "jwks.json"
+    old, new = make_key("RS256", kid="k-old"), make_key("RS256", kid="k-new")
+    write_key_set(path, [old])
+    future = (int(time.time()) + 86400) * 10**9
+    os.utime(path, ns=(future, future))
+    clock = FrozenClock()
+    middleware = file_robot(path, clock)
+    for _ in range(3):
+        assert_accepted(send(middleware, fresh(old, clock)))  # new tokens: cache misses
+    assert file_reads(middleware) == 1
+    write_key_set(path, [new])
+    assert_accepted(send(middleware, fresh(new, clock)))
+    assert file_reads(middleware) == 2
+
+
 @pytest.mark.parametrize(
     ("content", "reason"),
     [
