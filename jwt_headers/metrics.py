@@ -45,6 +45,13 @@ class Metrics(Protocol):
         """One call to the identity provider: ``endpoint`` is ``jwks`` or ``userinfo``."""
 
 
+#: Results of :meth:`PrometheusMetrics.shared_cache`, the optional observer method called once
+#: per userinfo check with ``cache_url``: ``hit`` (Redis had the outcome), ``waited`` (another
+#: worker's call answered), ``miss`` (this worker asked the provider), ``unavailable`` (Redis
+#: failed or is being left alone: this worker asked).
+SHARED_CACHE_RESULTS = ("hit", "waited", "miss", "unavailable")
+
+
 #: The methods of :class:`Metrics`, which an observer object must all have.
 OBSERVER_METHODS = (
     "allowed",
@@ -64,6 +71,7 @@ METRIC_NAMES = (
     "jwt_headers_token_cache_total",
     "jwt_headers_idp_requests_total",
     "jwt_headers_idp_request_seconds",
+    "jwt_headers_shared_cache_total",
 )
 
 
@@ -73,7 +81,8 @@ class PrometheusMetrics:
     ``jwt_headers_requests_total{outcome}`` (allowed, anonymous, exempt, refused),
     ``jwt_headers_refusals_total{reason}``, ``jwt_headers_untrusted_headers_total``,
     ``jwt_headers_token_cache_total{result}`` (hit, miss),
-    ``jwt_headers_idp_requests_total{endpoint,result}`` (jwks/userinfo, ok/failed) and
+    ``jwt_headers_idp_requests_total{endpoint,result}`` (jwks/userinfo, ok/failed),
+    ``jwt_headers_shared_cache_total{result}`` (with ``cache_url``) and
     ``jwt_headers_idp_request_seconds{endpoint}``. One instance per registry: use
     :func:`prometheus_metrics`, so two middlewares in one process share the collectors instead
     of failing on duplicate names.
@@ -124,6 +133,13 @@ class PrometheusMetrics:
             ["endpoint", "result"],
             registry=registry,
         )
+        shared = counter(
+            "jwt_headers_shared_cache",
+            "Userinfo checks by what the shared cache (cache_url) gave",
+            ["result"],
+            registry=registry,
+        )
+        self._shared = {result: shared.labels(result) for result in SHARED_CACHE_RESULTS}
         self._latency = histogram(
             "jwt_headers_idp_request_seconds",
             "Duration of calls to the identity provider",
@@ -150,6 +166,11 @@ class PrometheusMetrics:
 
     def token_cache(self, hit: bool) -> None:
         (self._hit if hit else self._miss).inc()
+
+    def shared_cache(self, result: str) -> None:
+        """Optional for other observers (called only when present): see
+        :data:`SHARED_CACHE_RESULTS`."""
+        self._shared[result].inc()
 
     def idp_call(self, endpoint: str, ok: bool, seconds: float) -> None:
         self._idp.labels(endpoint, "ok" if ok else "failed").inc()

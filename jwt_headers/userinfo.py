@@ -73,6 +73,8 @@ class UserinfoClient:
         # The longest one call may take: how long other workers wait for this one's answer.
         self._ask_timeout = http_settings.connect_timeout + http_settings.read_timeout
         self.calls = 0
+        # Optional for an observer (added after the first release of the interface).
+        self._shared_metric: Callable[[str], object] | None = getattr(metrics, "shared_cache", None)
 
     def check(self, token: str, claims: dict[str, Any], now: float | None = None) -> float:
         """Return how long (s) the acceptance holds; raise a :class:`Refusal` otherwise."""
@@ -81,15 +83,23 @@ class UserinfoClient:
             return self._cache_ttl
         now = time.time() if now is None else now
         key = userinfo_key(self._scope, token)
-        remaining = self._shared_outcome(self.shared.get(key), claims)
-        claimed = False
-        if remaining is None:
-            # Cross-worker single flight: one worker asks, the others wait for its answer (at
-            # most as long as its call may take), then ask themselves if none came.
-            claimed = self.shared.claim(key, self._ask_timeout + CLAIM_MARGIN)
-            if not claimed:
-                found = self.shared.wait_for(key, self._ask_timeout)
-                remaining = self._shared_outcome(found, claims)
+        claimed, result = False, "hit"
+        try:  # a shared refusal is raised from here: still a hit (or waited)
+            remaining = self._shared_outcome(self.shared.get(key), claims)
+            if remaining is None:
+                # Cross-worker single flight: one worker asks, the others wait for its answer
+                # (at most as long as its call may take), then ask themselves if none came.
+                result = "miss"
+                claimed = self.shared.claim(key, self._ask_timeout + CLAIM_MARGIN)
+                if not claimed:
+                    result = "waited"
+                    found = self.shared.wait_for(key, self._ask_timeout)
+                    remaining = self._shared_outcome(found, claims)
+                    if remaining is None:
+                        result = "miss"
+        finally:
+            if self._shared_metric is not None:
+                self._shared_metric(result if self.shared.available else "unavailable")
         if remaining is not None:
             return min(remaining, self._cache_ttl)
         try:

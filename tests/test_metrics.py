@@ -17,7 +17,7 @@ from conftest import NOW, STRANGER, STRING, FrozenClock, RecordingApp, call
 from idp import ISSUER, mint
 
 from jwt_headers import ConfigError, JwtHeadersConfig, JwtHeadersMiddleware
-from jwt_headers.metrics import METRIC_NAMES, Metrics, prometheus_metrics
+from jwt_headers.metrics import METRIC_NAMES, SHARED_CACHE_RESULTS, Metrics, prometheus_metrics
 
 idp_server = idp.idp_server
 
@@ -188,6 +188,23 @@ def test_prometheus_in_its_own_registry():
     assert prometheus_metrics(registry) is metrics
     metrics.refused("expired")
     assert registry.get_sample_value("jwt_headers_refusals_total", {"reason": "expired"}) == 1
+
+
+def test_prometheus_shared_cache_counter_has_every_result():
+    """``jwt_headers_shared_cache_total{result}``: every result the userinfo check reports
+    exists from the start (a dashboard shows 0, not "no data"), and each counts on its own."""
+    registry = prometheus_client.CollectorRegistry()
+    metrics = prometheus_metrics(registry)
+    for result in SHARED_CACHE_RESULTS:
+        assert registry.get_sample_value("jwt_headers_shared_cache_total", {"result": result}) == 0
+    metrics.shared_cache("hit")
+    metrics.shared_cache("hit")
+    metrics.shared_cache("unavailable")
+    counts = {
+        result: registry.get_sample_value("jwt_headers_shared_cache_total", {"result": result})
+        for result in SHARED_CACHE_RESULTS
+    }
+    assert counts == {"hit": 2, "waited": 0, "miss": 0, "unavailable": 1}
 
 
 # --------------------------------------------------------------------------- configuration

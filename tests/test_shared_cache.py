@@ -330,6 +330,78 @@ def test_a_waiting_worker_takes_the_answer_that_arrives(idp_server, redis):
     assert idp_server.userinfo_requests == 0
 
 
+class SharedCacheObserver:
+    """A metrics observer that keeps what ``shared_cache`` reports (the other methods: no-ops)."""
+
+    def __init__(self) -> None:
+        self.shared: list[str] = []
+
+    def shared_cache(self, result: str) -> None:
+        self.shared.append(result)
+
+    def allowed(self) -> None: ...
+    def anonymous(self) -> None: ...
+    def exempt(self) -> None: ...
+    def refused(self, reason: str) -> None: ...
+    def untrusted_header(self) -> None: ...
+    def token_cache(self, hit: bool) -> None: ...
+    def idp_call(self, endpoint: str, ok: bool, seconds: float) -> None: ...
+
+
+def test_shared_cache_results_are_reported_to_the_metrics_observer(idp_server, redis):
+    """Operators see what Redis saves (issue 14, noticed): one report per userinfo check with
+    ``cache_url``: ``miss`` when this worker asked the provider, ``hit`` when Redis had the
+    outcome (a shared refusal too), ``waited`` when another worker's call answered, and
+    ``unavailable`` while Redis is down. A cached token is not checked again: no report."""
+    clock = FrozenClock()
+    seen = SharedCacheObserver()
+    first = worker(idp_server, redis, clock, metrics=seen)
+    second = worker(idp_server, redis, clock, metrics=seen)
+    token = mint(None, idp_server.key, NOW)
+    assert_accepted(send(first, token))
+    assert_accepted(send(second, token))
+    assert_accepted(send(second, token))  # the token cache answers: no userinfo check
+    assert seen.shared == ["miss", "hit"]
+
+    idp_server.userinfo_mode = "401"
+    rejected = mint(None, idp_server.key, NOW)
+    assert_invalid_token(send(first, rejected), "userinfo_rejected")
+    assert_invalid_token(send(second, rejected), "userinfo_rejected")
+    assert seen.shared[2:] == ["miss", "hit"]
+    idp_server.userinfo_mode = "ok"
+
+    waited = mint(None, idp_server.key, NOW)
+    key = key_of(idp_server, waited)
+    client = redis.client()
+    client.set(claim_key(key), b"1", px=5000)  # another worker is asking
+    answer = threading.Timer(0.05, lambda: client.set(key, OK_ENTRY, px=60_000))
+    answer.start()
+    try:
+        assert_accepted(send(first, waited))
+    finally:
+        answer.join()
+    assert seen.shared[4:] == ["waited"]
+
+    redis.kill()
+    assert_accepted(send(first, mint(None, idp_server.key, NOW)))
+    assert seen.shared[5:] == ["unavailable"]
+    assert idp_server.userinfo_requests == 3
+
+
+def test_an_observer_without_shared_cache_still_works(idp_server, redis):
+    """``shared_cache`` is optional: an observer written before it existed is accepted and
+    the check runs as usual."""
+
+    class Older(SharedCacheObserver):
+        shared_cache = None  # type: ignore[assignment]
+
+    clock = FrozenClock()
+    token = mint(None, idp_server.key, NOW)
+    assert_accepted(send(worker(idp_server, redis, clock, metrics=Older()), token))
+    assert_accepted(send(worker(idp_server, redis, clock, metrics=Older()), token))
+    assert idp_server.userinfo_requests == 1
+
+
 # --------------------------------------------------------------------------- outages
 
 
