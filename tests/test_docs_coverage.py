@@ -25,8 +25,6 @@ PENDING: tuple[tuple[str, str], ...] = (
     ("README.rst", "[[jwt_headers.providers]]"),
     ("README.rst", 'exempt_methods=["OPTIONS"]'),
     ("README.rst", 'exempt_paths = ["/healthz", "/static/*"]'),
-    ("README.rst", "INSTALLED_APPS = ["),
-    ("README.rst", "application = middleware_from_settings(django_application)"),
     ("README.rst", "from starlette.applications import Starlette"),
     ("README.rst", "def principal(request: Request) -> Principal:"),
     ("README.rst", "pip install 'jwt-headers[redis]'"),
