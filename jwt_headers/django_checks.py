@@ -14,7 +14,9 @@ neither the middleware nor the backend). Every check's hint names the fix.
   latter logs in, so sessions and cookies come back);
 - ``jwt_headers.E005``: ``JWT_HEADERS_DJANGO`` not a dict, or a key it does not know;
 - ``jwt_headers.E006``: ``JWT_HEADERS`` does not make a valid config;
-- ``jwt_headers.W001``: a deprecated ``JWT_HEADERS_STAFF_ROLES``-style setting.
+- ``jwt_headers.W001``: a deprecated ``JWT_HEADERS_STAFF_ROLES``-style setting;
+- ``jwt_headers.W002``: ``STAFF_ROLES`` or ``SUPERUSER_ROLES`` set while ``JWT_HEADERS`` reads
+  no roles: they can never match, so nobody becomes staff or superuser.
 """
 
 from __future__ import annotations
@@ -160,12 +162,15 @@ def _django_block() -> list[checks.CheckMessage]:
 
 def _settings_config() -> list[checks.CheckMessage]:
     value: Any = getattr(settings, "JWT_HEADERS", None)
-    if value is None or isinstance(value, JwtHeadersConfig):
+    if value is None:
         return []
     try:
-        if not isinstance(value, Mapping):
+        if isinstance(value, JwtHeadersConfig):
+            config = value
+        elif isinstance(value, Mapping):
+            config = JwtHeadersConfig.from_mapping(value)
+        else:
             raise ConfigError(f"must be a dict of options, got {type(value).__name__}")
-        JwtHeadersConfig.from_mapping(value)
     except ConfigError as exc:
         return [
             checks.Error(
@@ -175,4 +180,30 @@ def _settings_config() -> list[checks.CheckMessage]:
                 id="jwt_headers.E006",
             )
         ]
-    return []
+    return _roles_that_never_match(config)
+
+
+def _roles_that_never_match(config: JwtHeadersConfig) -> list[checks.CheckMessage]:
+    """Staff and superuser roles while no source reads roles: found when the README's own
+    example had this mistake, and nothing said so (everyone silently stayed a plain user)."""
+    if any(source.roles_source for source in config.source_configs):
+        return []
+    block: Any = getattr(settings, "JWT_HEADERS_DJANGO", None)
+    block = block if isinstance(block, Mapping) else {}
+    named = [
+        key
+        for key in ("STAFF_ROLES", "SUPERUSER_ROLES")
+        if block.get(key) or getattr(settings, f"JWT_HEADERS_{key}", None)
+    ]
+    if not named:
+        return []
+    return [
+        checks.Warning(
+            f"{' and '.join(named)} are set but JWT_HEADERS reads no roles (no roles_source): "
+            "they can never match, so nobody becomes staff or superuser",
+            hint='add "roles_source" ("header", "json" or "jwt") and its "roles_json_path" or '
+            '"roles_header" to JWT_HEADERS, e.g. "roles_source": "json", '
+            '"roles_json_path": "realm_access.roles"',
+            id="jwt_headers.W002",
+        )
+    ]

@@ -134,6 +134,20 @@ def test_a_valid_jwt_headers_dict_has_no_message():
     assert ids(JWT_HEADERS={"user_name_header": "X-User"}) == []
 
 
+@pytest.mark.parametrize("key", ["STAFF_ROLES", "SUPERUSER_ROLES"])
+def test_w002_staff_roles_without_a_roles_source_can_never_match(key):
+    """The README's own settings example had STAFF_ROLES and SUPERUSER_ROLES with no roles
+    source: nobody could ever become staff, and nothing said so. Now a warning names the
+    setting and the options to add; with a roles source there is none."""
+    no_roles = {"user_name_header": "X-User"}
+    message = only("jwt_headers.W002", JWT_HEADERS=no_roles, JWT_HEADERS_DJANGO={key: ["R"]})
+    assert isinstance(message, Warning)
+    assert key in message.msg and "roles_source" in message.hint
+    with_roles = {**no_roles, "roles_source": "header", "roles_header": "X-Roles"}
+    assert ids(JWT_HEADERS=with_roles, JWT_HEADERS_DJANGO={key: ["R"]}) == []
+    assert ids(JWT_HEADERS=no_roles, JWT_HEADERS_DJANGO={key: []}) == []
+
+
 @pytest.mark.parametrize("key", ["STAFF_ROLES", "SUPERUSER_ROLES", "SYNC_GROUPS"])
 def test_w001_legacy_names_are_deprecated(key):
     message = only("jwt_headers.W001", **{f"JWT_HEADERS_{key}": ["x"]})
