@@ -41,9 +41,6 @@ PENDING: tuple[tuple[str, str], ...] = (
     ("README.rst", "[users.alice]"),
     ("README.rst", "$ jwt-headers explain --env"),
     ("README.rst", "import prometheus_client"),
-    ("samples/README.rst", "apt-get install apache2 libapache2-mod-auth-openidc"),
-    ("samples/README.rst", "python samples/robot_client.py"),
-    ("samples/README.rst", "python samples/django_site/manage.py migrate"),
 )
 
 

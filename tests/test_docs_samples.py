@@ -32,6 +32,7 @@ import os
 import re
 import runpy
 import shlex
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -397,3 +398,146 @@ def test_two_providers_toml_under_gunicorn_as_written(tmp_path):
             assert status == 401 and body["error"]["code"] == "INVALID_TOKEN"
             assert logged(server, "unknown_issuer") == 1
             assert (len(realm.requests), len(partner.requests)) == before
+
+
+# --------------------------------------------------------------------------- Apache
+
+
+def test_apache_install_names_what_the_e2e_test_runs():
+    """The Apache install on Debian: it needs root, apt-get and systemctl on the system, so it
+    is checked, not run. The packages are the ones ``.ci/e2e-setup.sh`` installs for the
+    end-to-end test; each ``a2enmod`` module is a Debian ``mods-available`` entry (Apache is
+    there: the end-to-end test needs it) loading exactly the module file that
+    tests/test_e2e_apache.py loads, and together with the modules Debian enables by default they
+    are all it loads; the file copied is the sample that test runs, and the site enabled and
+    the file chmod'ed are the copy."""
+    from test_e2e_apache import APACHE_MODULE_FILES, APACHE_MODULES
+
+    lines = example("samples/README.rst", "apt-get install apache2 libapache2-mod-auth-openidc")
+    install, enable, copy, chmod, site = (
+        line.split("#")[0].split() for line in logical_lines(lines)
+    )
+
+    assert install[:2] == ["apt-get", "install"]
+    setup = (ROOT / ".ci" / "e2e-setup.sh").read_text(encoding="utf-8")
+    assert set(install[2:]) == set(re.findall(r"packages\+=\(([\w.-]+)\)", setup))
+
+    assert enable[0] == "a2enmod"
+    available = Path("/etc/apache2/mods-available")
+    assert available.is_dir(), "Debian's apache2 is not installed: bash .ci/e2e-setup.sh"
+    loaded = {}
+    for module in enable[1:]:
+        load = available / f"{module}.load"
+        assert load.is_file(), f"a2enmod {module}: no {load}"
+        ((name, path),) = re.findall(r"^LoadModule (\w+) (\S+)$", load.read_text(), re.M)
+        loaded[name] = path
+    # Enabled by the apache2 package itself (a2query -m lists them after a plain install).
+    default = {"mpm_event_module", "authn_core_module", "authz_core_module", "authz_user_module"}
+    enabled = Path("/etc/apache2/mods-enabled")
+    for name in default:
+        assert (enabled / f"{name.removesuffix('_module')}.load").exists(), name
+    assert set(loaded) | default == set(APACHE_MODULE_FILES)
+    for name, path in loaded.items():
+        assert path == str(APACHE_MODULES / APACHE_MODULE_FILES[name])
+
+    assert copy == ["cp", "samples/apache/jwt-headers.conf", "/etc/apache2/sites-available/"]
+    assert (ROOT / copy[1]).is_file()
+    assert '(SAMPLES / "apache" / "jwt-headers.conf")' in (
+        ROOT / "tests" / "test_e2e_apache.py"
+    ).read_text(encoding="utf-8")
+    assert chmod == ["chmod", "600", copy[2] + Path(copy[1]).name]
+    assert site == ["a2ensite", Path(copy[1]).stem, "&&", "systemctl", "reload", "apache2"]
+
+
+# --------------------------------------------------------------------------- the robot
+
+
+def test_robot_client_as_written_against_the_robot_api(devidp, tmp_path):
+    """``robot_client.py``'s example, run as written in bash with the secret, the token URL
+    (a DevIdp on loopback, client ``my-robot``) and the API's port filled; the API is the
+    Flask sample with ``robot.env`` (its provider's URLs swapped for the DevIdp's) under
+    gunicorn. It prints ``status: 200`` and the JSON line shown (roles elided there as ``...``),
+    never the token; exit status 1 for an answer that is not 2xx, 2 when no token was had."""
+    env = read_env_file(SAMPLES / "robot.env")
+    for name, value in (
+        ("JWT_HEADERS_JWKS_URI", devidp.jwks_uri),
+        ("JWT_HEADERS_ISSUER", devidp.issuer),
+        ("JWT_HEADERS_USERINFO_ENDPOINT", devidp.userinfo_endpoint),
+    ):
+        assert env[name].startswith("https://idp.example/"), name
+        env[name] = value
+    assert env["JWT_HEADERS_AUDIENCE"] == devidp.audience
+    port = free_port()
+    api = f"gunicorn -c samples/gunicorn.conf.py {SERVED_HERE.format(port=port)} --chdir samples flask_app:app"
+    with serve(api, port, shell_env(**env), tmp_path / "gunicorn.log"):
+        text = example("samples/README.rst", "python samples/robot_client.py")
+        secret, _ = devidp.clients["my-robot"]
+        text = fill(
+            text, "export ROBOT_CLIENT_SECRET=...", f"export ROBOT_CLIENT_SECRET={secret}", 1
+        )
+        text = fill(
+            text,
+            "https://idp.example/realms/r/protocol/openid-connect/token",
+            devidp.token_endpoint,
+            1,
+        )
+        text = fill(text, "http://127.0.0.1:8001/whoami", f"http://127.0.0.1:{port}/whoami", 1)
+        lines = logical_lines(text)
+        shown = [line[2:] for line in lines if line.startswith("# ")]
+        script = "\n".join(line for line in lines if not line.startswith("# "))
+        userinfo = devidp.requests_by_path["/userinfo"]
+        done = bash(script, shell_env())
+        # Only the roles are elided in the docs; and the blank line print() adds after the
+        # body's own newline cannot show in a comment.
+        expected = fill("\n".join(shown), "[...]", '["ROLE_ADMINISTRATOR"]', 1)
+        assert done.stdout.rstrip("\n") == expected
+        assert devidp.requests_by_path["/userinfo"] == userinfo + 1  # robot.env asked it
+        assert secret not in done.stdout + done.stderr and "eyJ" not in done.stdout + done.stderr
+
+        refused = bash(fill(script, "/whoami", "/no-such-page", 1), shell_env(), check=False)
+        assert (refused.returncode, refused.stdout.splitlines()[0]) == (1, "status: 404")
+        wrong = bash(fill(script, secret, "not-the-secret", 1), shell_env(), check=False)
+        assert wrong.returncode == 2 and wrong.stderr.startswith("no token:"), wrong.stderr
+
+
+# --------------------------------------------------------------------------- Django
+
+
+def test_django_site_as_written(tmp_path):
+    """The Django site's commands, run as written in bash from the repository root with
+    ``DJANGO_SQLITE_PATH`` in tmp (the README names the variable). ``createsuperuser`` is
+    interactive: without a terminal Django skips it (checked), so it is then run once more
+    with ``--noinput`` and ``DJANGO_SUPERUSER_EMAIL``/``PASSWORD``, what a terminal would have
+    typed. gunicorn serves the site; each curl prints what its comment shows (JSON-equal):
+    alice created staff and superuser from her role, the local superuser's name refused."""
+    text = example("samples/README.rst", "python samples/django_site/manage.py migrate")
+    setup, server_command, after = split_at_server(text)
+    db_path = tmp_path / "db.sqlite3"
+    output, env = bash_keeping_env(setup, shell_env(DJANGO_SQLITE_PATH=str(db_path)), tmp_path)
+    assert len(env["DJANGO_SECRET_KEY"]) >= 50
+    assert "Superuser creation skipped due to not running in a TTY" in output
+
+    (superuser,) = [line for line in logical_lines(setup) if " createsuperuser " in line]
+    superuser = fill(superuser, "createsuperuser", "createsuperuser --noinput", 1)
+    bash(
+        superuser,
+        {
+            **env,
+            "DJANGO_SUPERUSER_EMAIL": "root@localhost",
+            "DJANGO_SUPERUSER_PASSWORD": "local-only",
+        },
+    )
+    with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)) as db:
+        rows = db.execute("SELECT username, is_superuser FROM auth_user").fetchall()
+    assert rows == [("admin", 1)]
+
+    port = free_port()
+    config = "-c samples/gunicorn.conf.py"
+    command = fill(server_command, config, f"{config} {SERVED_HERE.format(port=port)}", 1)
+    with serve(command, port, env, tmp_path / "gunicorn.log") as server:
+        curls = with_shown_output(after)
+        assert len(curls) == 2
+        for written, shown in curls:
+            curl = fill(written, "http://127.0.0.1:8000/", f"http://127.0.0.1:{port}/", 1)
+            printed = server.curl(curl, env)
+            assert json.loads(printed) == json.loads(shown), server.log()
