@@ -29,13 +29,6 @@ PENDING: tuple[tuple[str, str], ...] = (
     ("README.rst", "$ jwt-headers devidp --users samples/devidp-users.toml"),
     ("README.rst", "[users.alice]"),
     ("README.rst", "$ jwt-headers explain --env"),
-    ("samples/README.rst", "gunicorn -c samples/gunicorn.conf.py --chdir samples flask_app:app"),
-    ("samples/README.rst", "JWT_HEADERS_USER_NAME_HEADER=OIDC_access_token"),
-    ("samples/README.rst", "flask_app:from_file('browsers_and_robots.toml')"),
-    ("samples/README.rst", "apt-get install apache2 libapache2-mod-auth-openidc"),
-    ("samples/README.rst", "python samples/robot_client.py"),
-    ("samples/README.rst", "python samples/django_site/manage.py migrate"),
-    ("samples/README.rst", "flask_app:from_file('two_providers.toml')"),
 )
 
 
