@@ -126,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"API unreachable: {type(exc).__name__}", file=sys.stderr)
             return 1
     print(f"status: {response.status_code}")
-    print(response.text)
+    print(response.text.rstrip("\n"))  # the body's own newline: no blank line after it
     return 0 if response.ok else 1
 
 

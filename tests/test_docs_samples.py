@@ -487,10 +487,9 @@ def test_robot_client_as_written_against_the_robot_api(devidp, tmp_path):
         script = "\n".join(line for line in lines if not line.startswith("# "))
         userinfo = devidp.requests_by_path["/userinfo"]
         done = bash(script, shell_env())
-        # Only the roles are elided in the docs; and the blank line print() adds after the
-        # body's own newline cannot show in a comment.
+        # Only the roles are elided in the docs.
         expected = fill("\n".join(shown), "[...]", '["ROLE_ADMINISTRATOR"]', 1)
-        assert done.stdout.rstrip("\n") == expected
+        assert done.stdout == expected + "\n"
         assert devidp.requests_by_path["/userinfo"] == userinfo + 1  # robot.env asked it
         assert secret not in done.stdout + done.stderr and "eyJ" not in done.stdout + done.stderr
 
