@@ -19,7 +19,6 @@ TESTS = Path(__file__).resolve().parent
 # coverage test requires this list to be exactly the unclaimed examples: a test that claims one
 # removes it here. (Issue 17 item 5 is done when it is empty.)
 PENDING: tuple[tuple[str, str], ...] = (
-    ("README.rst", "pip install -e . && jwt-headers demo"),
     ("README.rst", "# robots: a Bearer token, signature-checked, from any peer"),
     ("README.rst", "[[jwt_headers.sources]]"),
     ("README.rst", "[[jwt_headers.providers]]"),
@@ -31,7 +30,6 @@ PENDING: tuple[tuple[str, str], ...] = (
     ("README.rst", "[pipeline:main]"),
     ("README.rst", "from starlette.applications import Starlette"),
     ("README.rst", "def principal(request: Request) -> Principal:"),
-    ("README.rst", "pip install 'jwt-headers[redis]'"),
     ("README.rst", "jwt-headers fleet:"),
     ("README.rst", "expired header=Authorization fp="),
     ("README.rst", "hashlib.sha256(sys.argv[1].encode()).hexdigest()[:8]"),
