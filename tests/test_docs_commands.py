@@ -1,5 +1,6 @@
 """The README's command-line examples, run (issue 17 item 5): the pip lines with
-``jwt-headers demo`` and the shared cache's TOML.
+``jwt-headers demo``, the shared cache's TOML, the log line and its fingerprint one-liner,
+and the benchmark commands with the table they print.
 
 A command is run as written: through ``bash`` (or, for a server, its words) from the repository
 root or a temporary directory, with this checkout's ``jwt_headers`` first on ``PYTHONPATH`` and
@@ -17,9 +18,11 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,15 +32,16 @@ else:  # Python 3.10: the same parser, from the tomli dependency
     import tomli as tomllib
 
 import idp
+import pytest
 import redis_server
-from conftest import RecordingApp, assert_accepted, call, wait_until_listening
+from conftest import RecordingApp, assert_accepted, assert_invalid_token, call, wait_until_listening
 from docs_examples import example, fill
 from idp import SUBJECT, mint
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from test_readme import section
 
-from jwt_headers import JwtHeadersConfig, JwtHeadersMiddleware
+from jwt_headers import JwtHeadersConfig, JwtHeadersMiddleware, cli
 from jwt_headers.shared import KEY_PREFIX
 
 idp_server = idp.idp_server  # the pytest fixtures, bound here so pytest finds them
@@ -264,3 +268,139 @@ def test_redis_extra_and_cache_url_share_a_userinfo_outcome(tmp_path, idp_server
     value = fill(value, "127.0.0.1:6379", f"127.0.0.1:{redis.port}", count=1)
     environ = {name: value, "JWT_HEADERS_USER_NAME_HEADER": "Authorization"}
     assert JwtHeadersConfig.from_env(environ=environ).cache_url == from_file.cache_url
+
+
+def normalised(line: str) -> str:
+    """A measured line with every number, and the spaces that right-align it, replaced by
+    `` #`` (the labels kept; ``number_ends`` checks the alignment)."""
+    return re.sub(r" *\d+(?:[.,]\d+)*", " #", line)
+
+
+def number_ends(line: str) -> list[int]:
+    """Where each number of a line ends: the right edges of its columns."""
+    return [match.end() for match in re.finditer(r"\d+(?:\.\d+)?", line)]
+
+
+@pytest.fixture(scope="module")
+def fleet_output() -> str:
+    """``python benchmarks/fleet.py`` as the README's benchmark block writes it, in its
+    quickest mode (5 tokens x 2 requests, still 4 workers and a real redis-server): run once
+    for the two tests that compare its output."""
+    line = next(
+        line
+        for line in example("README.rst", "python benchmarks/bench.py").splitlines()
+        if line.startswith("python benchmarks/fleet.py")
+    )
+    quick = fill(line, "benchmarks/fleet.py", "benchmarks/fleet.py --tokens 5 --repeat 2", count=1)
+    started = time.monotonic()
+    done = run_shell(quick, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    elapsed = time.monotonic() - started
+    assert elapsed < 60, f"the quickest fleet run took {elapsed:.0f} s"
+    return done.stdout
+
+
+def test_fleet_prints_the_table_the_readme_shows(fleet_output):
+    """The measured table of "Running at scale", against ``benchmarks/fleet.py``'s output in
+    its quickest mode: the same lines, labels and column edges, numbers aside; and what the
+    text reads from it holds in kind: fewer userinfo calls with cache_url, the same key-set
+    fetches with or without it."""
+    shown = example("README.rst", "jwt-headers fleet:").rstrip("\n").splitlines()
+    printed = fleet_output.rstrip("\n").splitlines()
+    assert [normalised(line) for line in printed] == [normalised(line) for line in shown]
+    for mine, theirs in zip(printed[1:], shown[1:], strict=True):
+        assert number_ends(mine) == number_ends(theirs), (mine, theirs)
+    rows = {line[:24].strip(): line[24:].split() for line in printed[2:4]}
+    without, shared = rows["without cache_url"], rows["with cache_url"]
+    assert float(shared[0]) < float(without[0])  # userinfo calls per 1 000: fewer with Redis
+    assert shared[1] == without[1]  # key-set fetches: the same
+
+
+# --------------------------------------------------------------------------- Reading the logs
+
+
+def test_refusal_log_line_and_its_fingerprint_one_liner(idp_server, capsys, caplog):
+    """Reading the logs: an expired Bearer token sent through the middleware logs exactly
+    the README's one line (its 8-hex fingerprint aside); the one-liner that computes a
+    fingerprint, run as written with TOKEN filled by that token, prints the fingerprint of
+    that line, and ``jwt-headers explain`` shows the same ``fp=`` for the token."""
+    options = {
+        "user_name_header": "Authorization",
+        "user_name_format": "jwt",
+        "user_name_json_path": "preferred_username",
+        "validate_token": True,
+        "jwks_uri": idp_server.jwks_uri,
+    }
+    now = int(time.time())
+    token = mint({"exp": now - 600, "iat": now - 900}, idp_server.key)
+    caplog.set_level("INFO", logger="jwt_headers")
+    answer = call(
+        JwtHeadersMiddleware(RecordingApp(), **options), {"Authorization": f"Bearer {token}"}
+    )
+    assert_invalid_token(answer, "expired")
+    (logged,) = [r.getMessage() for r in caplog.records if getattr(r, "reason", None)]
+    shown = example("README.rst", "expired header=Authorization fp=").strip()
+    fingerprint = re.compile(r"fp=[0-9a-f]{8}\b")
+    assert fingerprint.sub("fp=#", logged) == fingerprint.sub("fp=#", shown)
+    (logged_fp,) = fingerprint.findall(logged)
+
+    one_liner = example("README.rst", "hashlib.sha256(sys.argv[1].encode()).hexdigest()[:8]")
+    done = run_shell(fill(one_liner, " TOKEN", f" {shlex.quote(token)}", count=1))
+    assert done.returncode == 0, done.stderr
+    assert f"fp={done.stdout.strip()}" == logged_fp
+
+    args = []
+    for name, value in options.items():
+        args += ["-o", f"{name}={value}"]
+    assert cli.main(["explain", *args, "-H", f"Authorization: Bearer {token}"]) == 1
+    report = capsys.readouterr().out
+    assert f"{logged_fp}," in report  # "fp=xxxxxxxx, N bytes, format jwt"
+    assert "expiry" in report and "FAIL" in report
+
+
+# --------------------------------------------------------------------------- Benchmarks
+
+
+def test_benchmark_commands_run_in_their_quickest_modes(fleet_output):
+    """The four commands of "Benchmarks": ``bench.py`` in its quick mode without the churn
+    scenarios (with ``--wrk`` when wrk is installed, which runs the same table and targets
+    plus gunicorn + wrk; otherwise ``--help`` must offer ``--wrk``), and the flags the first
+    line's comment names; ``profile_case.py "RS256, cache miss"`` with few calls (the case
+    exists: exactly one case profiled); ``fleet.py`` as run for the table above."""
+    lines = example("README.rst", "python benchmarks/bench.py").rstrip("\n").splitlines()
+    bench, bench_wrk, profile, fleet = lines
+    assert shlex.split(bench, comments=True) == ["python", "benchmarks/bench.py"]
+    assert shlex.split(bench_wrk, comments=True) == ["python", "benchmarks/bench.py", "--wrk"]
+    help_text = run_shell(fill(bench, "benchmarks/bench.py", "benchmarks/bench.py --help", 1))
+    assert help_text.returncode == 0, help_text.stderr
+    for flag in [*re.findall(r"--[a-z-]+", bench.split("#", 1)[1]), "--wrk"]:
+        assert flag in help_text.stdout, flag
+
+    quick = "benchmarks/bench.py --quick --no-churn"
+    run = (
+        fill(bench_wrk, "benchmarks/bench.py", quick, 1)
+        if shutil.which("wrk")
+        else fill(bench, "benchmarks/bench.py", quick, 1)
+    )
+    done = run_shell(run, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert re.search(r"^case +us/req +x bare +added +/decode$", out, re.MULTILINE), out
+    assert "\ntargets (issue 15)\n" in out
+    assert re.search(r"^new token RS256 / jwt\.decode RS256 .* (MET|MISSED)$", out, re.MULTILINE)
+    wrk_line = re.search(r"^gunicorn gthread \+ wrk: cache hit / bare req/s +(.*)$", out, re.M)
+    assert wrk_line is not None, out
+    if shutil.which("wrk"):
+        assert re.fullmatch(r"[\d.]+  goal >= [\d.]+  (MET|MISSED)", wrk_line.group(1))
+
+    quick_profile = fill(
+        profile, '"RS256, cache miss"', '"RS256, cache miss" --calls 20 --top 5', 1
+    )
+    done = run_shell(quick_profile)
+    assert done.returncode == 0, done.stdout + done.stderr
+    profiled = re.findall(r"^== (.*): [\d.]+ us/call without the profiler", done.stdout, re.M)
+    assert len(profiled) == 1 and "RS256, cache miss" in profiled[0], done.stdout
+    assert "tottime" in done.stdout
+
+    assert shlex.split(fleet, comments=True) == ["python", "benchmarks/fleet.py"]
+    assert fleet_output.startswith("jwt-headers fleet: ")
