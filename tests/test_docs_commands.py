@@ -1,6 +1,6 @@
-"""The README's command-line examples, run (issue 17 item 5): the pip lines with
-``jwt-headers demo``, the shared cache's TOML, the log line and its fingerprint one-liner,
-and the benchmark commands with the table they print.
+"""The README's command-line examples, run (issue 17 item 5): pip lines, ``jwt-headers demo``,
+``serve``, ``devidp`` and ``explain``, the shared cache's TOML, the log line and its
+fingerprint one-liner, and the benchmark commands with the table they print.
 
 A command is run as written: through ``bash`` (or, for a server, its words) from the repository
 root or a temporary directory, with this checkout's ``jwt_headers`` first on ``PYTHONPATH`` and
@@ -25,6 +25,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -32,16 +33,19 @@ else:  # Python 3.10: the same parser, from the tomli dependency
     import tomli as tomllib
 
 import idp
+import jwt
 import pytest
 import redis_server
+import requests
 from conftest import RecordingApp, assert_accepted, assert_invalid_token, call, wait_until_listening
 from docs_examples import example, fill
 from idp import SUBJECT, mint
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
-from test_readme import section
+from test_readme import free_port, section
 
-from jwt_headers import JwtHeadersConfig, JwtHeadersMiddleware, cli
+from jwt_headers import ConfigError, JwtHeadersConfig, JwtHeadersMiddleware, cli, devidp
+from jwt_headers.devidp import DevIdp
 from jwt_headers.shared import KEY_PREFIX
 
 idp_server = idp.idp_server  # the pytest fixtures, bound here so pytest finds them
@@ -404,3 +408,194 @@ def test_benchmark_commands_run_in_their_quickest_modes(fleet_output):
 
     assert shlex.split(fleet, comments=True) == ["python", "benchmarks/fleet.py"]
     assert fleet_output.startswith("jwt-headers fleet: ")
+
+
+# --------------------------------------------------------------------------- Demo and serve
+
+MYAPP = '''\
+"""The reader's own app of the README's serve example: answers with REMOTE_USER."""
+
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [(environ.get("REMOTE_USER") or "-").encode()]
+'''
+
+
+def test_serve_example_answers_alice_and_a_config_mistake_exits_2(tmp_path):
+    """``jwt-headers serve``: the README's auth.toml written as shown, a ``myapp.py`` defining
+    the WSGI ``app`` (the reader's own), the serve line run in that directory with only a free
+    port added, and the curl line (curl itself when installed) gets ``alice``. Then the promise
+    after it: the same serve line with a misspelt option in auth.toml prints the ConfigError
+    message (the one ``JwtHeadersConfig.from_file`` raises) and exits with code 2."""
+    block = example("README.rst", "jwt-headers serve myapp:app --config auth.toml")
+    lines = block.splitlines()
+    assert lines[0] == "# auth.toml"
+    blank = lines.index("")
+    toml = "\n".join(lines[1:blank]) + "\n"
+    serve_line, curl_line = lines[blank + 1 :]
+    (tmp_path / "auth.toml").write_text(toml)
+    (tmp_path / "myapp.py").write_text(MYAPP)
+    port = free_port()
+    command = fill(serve_line, "--config auth.toml", f"--config auth.toml --port {port}", 1)
+    curl = fill(curl_line, "127.0.0.1:8000", f"127.0.0.1:{port}", 1)
+    with serving(command, port, tmp_path, tmp_path / "serve.log") as process:
+        if shutil.which("curl"):
+            done = run_shell(curl, cwd=tmp_path)
+            assert done.returncode == 0, done.stderr
+            body = done.stdout
+        else:  # the same request: its one header, to its URL
+            words = shlex.split(curl)
+            assert words[:2] == ["curl", "-H"] and len(words) == 4, curl
+            name, value = (part.strip() for part in words[2].split(":", 1))
+            session = requests.Session()
+            session.trust_env = False
+            body = session.get(words[3], headers={name: value}, timeout=10).text
+        assert body == "alice", read(tmp_path / "serve.log")
+        assert process.poll() is None
+
+    bad = fill(toml, "trusted_proxies =", "trusted_proxy =", 1)
+    (tmp_path / "auth.toml").write_text(bad)
+    with pytest.raises(ConfigError) as raised:
+        JwtHeadersConfig.from_file(tmp_path / "auth.toml")
+    done = run_shell(command, cwd=tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert str(raised.value) in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+# --------------------------------------------------------------------------- devidp
+
+
+def session() -> requests.Session:
+    s = requests.Session()
+    s.trust_env = False  # no proxy between the test and 127.0.0.1
+    return s
+
+
+def mint_as_curl_would(command: str) -> dict[str, Any]:
+    """The requests equivalent of a printed ``curl -s -u ID:SECRET --data-urlencode K=V URL``."""
+    words = shlex.split(command)
+    assert words[:3] == ["curl", "-s", "-u"], command
+    client, _, secret = words[3].partition(":")
+    rest = words[4:-1]
+    assert rest[::2] == ["--data-urlencode"] * (len(rest) // 2), command
+    form = dict(item.split("=", 1) for item in rest[1::2])
+    answer = session().post(words[-1], data=form, auth=(client, secret), timeout=10)
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    return body
+
+
+def test_devidp_prints_the_transcript_and_its_commands_mint_accepted_tokens(tmp_path):
+    """The devidp transcript: its command run as written from the repository root, a free port
+    added (8700 is the default), prints the transcript's lines (the port read as 8700; the
+    ``...`` line stands for the options the README elides); the two curl commands it prints
+    (curl itself when installed, else their requests equivalent) each get an access_token that
+    a middleware built from the full printed ``[jwt_headers]`` table accepts, with the roles
+    the transcript lists. Stopped with SIGINT, as Ctrl-C."""
+    transcript = example("README.rst", "$ jwt-headers devidp --users samples/devidp-users.toml")
+    first, *expected = transcript.rstrip("\n").splitlines()
+    command = first.removeprefix("$ ")
+    port = free_port()
+    log = tmp_path / "devidp.log"
+    with serving(f"{command} --port {port}", port, ROOT, log):
+        deadline = time.monotonic() + START_TIMEOUT
+        while "Serving until Ctrl-C." not in read(log) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the banner is written right after the bind: polling the server
+        out = read(log)
+        printed = out.replace(f"127.0.0.1:{port}", "127.0.0.1:8700").rstrip("\n").splitlines()
+        assert matches_transcript(expected, printed), out
+
+        lines = out.splitlines()
+        start = lines.index("  [jwt_headers]")
+        end = next(i for i in range(start, len(lines)) if not lines[i].startswith("  "))
+        table = "\n".join(line[2:] for line in lines[start:end]) + "\n"
+        (tmp_path / "auth.toml").write_text(table)
+        middleware = JwtHeadersMiddleware(
+            RecordingApp(), JwtHeadersConfig.from_file(tmp_path / "auth.toml")
+        )
+        curls = [line.strip() for line in lines if line.startswith("  curl ")]
+        assert len(curls) == 2
+        expected_users = {
+            "service-account-report-robot": ["demo-reader"],
+            "alice": ["demo-admin", "demo-reader"],
+        }
+        for curl, (user, roles) in zip(curls, expected_users.items(), strict=True):
+            if shutil.which("curl"):
+                done = run_shell(curl)
+                assert done.returncode == 0, done.stderr
+                token = json.loads(done.stdout)["access_token"]
+            else:
+                token = mint_as_curl_would(curl)["access_token"]
+            principal = assert_accepted(
+                call(middleware, {"Authorization": f"Bearer {token}"}), user
+            )
+            assert sorted(principal.roles) == roles
+    assert "Stopped." in read(log)
+
+
+def test_devidp_users_excerpt_is_the_sample_file_and_loads(tmp_path):
+    """The ``--users`` excerpt: every line of it (without its ``#`` annotation) is a line of
+    samples/devidp-users.toml, in the same order, and each table it shows is that table of the
+    file, complete; DevIdp loads the file, and a password-grant token for alice carries the
+    roles (as ``realm_access.roles``) and the claims shown, a client-credentials token for
+    report-robot its roles."""
+    block = example("README.rst", "[users.alice]")
+    path = ROOT / "samples" / "devidp-users.toml"
+    file_text = path.read_text(encoding="utf-8")
+    file_lines = file_text.splitlines()
+    position = 0
+    for line in block.splitlines():
+        bare = line.split("  #", 1)[0].rstrip()
+        if not bare:
+            continue
+        assert bare in file_lines[position:], f"{bare!r} is not in {path.name} (in this order)"
+        position = file_lines.index(bare, position) + 1
+    shown, held = tomllib.loads(block), tomllib.loads(file_text)
+    for kind, entries in shown.items():
+        for name, entry in entries.items():
+            assert held[kind][name] == entry, (kind, name)
+
+    users, clients = devidp.load_users(str(path))
+    with DevIdp(clients=clients, users=users) as provider:
+        ((client, client_entry),) = shown["clients"].items()
+        for name, entry in shown["users"].items():
+            answer = session().post(
+                provider.token_endpoint,
+                auth=(client, client_entry["secret"]),
+                data={"grant_type": "password", "username": name, "password": entry["password"]},
+                timeout=10,
+            )
+            assert answer.status_code == 200, answer.text
+            claims = jwt.decode(answer.json()["access_token"], options={"verify_signature": False})
+            assert claims["preferred_username"] == name
+            assert claims["realm_access"]["roles"] == entry["roles"]
+            for claim, value in entry["claims"].items():
+                assert claims[claim] == value, claim
+        answer = session().post(
+            provider.token_endpoint,
+            auth=(client, client_entry["secret"]),
+            data={"grant_type": "client_credentials"},
+            timeout=10,
+        )
+        claims = jwt.decode(answer.json()["access_token"], options={"verify_signature": False})
+        assert claims["realm_access"]["roles"] == client_entry["roles"]
+
+
+# --------------------------------------------------------------------------- explain
+
+
+def test_explain_transcript_is_what_the_commands_print():
+    """The explain transcript: its three ``$`` commands run as one bash script from the
+    repository root (samples/flask.env loaded, the JSON header given with ``-H``) print
+    exactly the transcript's output, and exit 0 (the app would be called)."""
+    transcript = example("README.rst", "$ jwt-headers explain --env")
+    lines = transcript.rstrip("\n").splitlines()
+    commands = [line.removeprefix("$ ") for line in lines if line.startswith("$ ")]
+    assert lines[: len(commands)] == [f"$ {c}" for c in commands] and len(commands) == 3
+    output = lines[len(commands) :]
+    done = run_shell("\n".join(commands))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.rstrip("\n").splitlines() == output
+    assert done.stderr == ""
