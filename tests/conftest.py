@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import signal
 import socket
 import subprocess
 import threading
@@ -215,3 +216,15 @@ def wait_until_listening(
                     f"nothing listens on port {port} after {timeout:.0f} s\n--- log:\n{log()}"
                 )
             time.sleep(0.05)
+
+
+def stop_process(process: subprocess.Popen[Any], first: signal.Signals = signal.SIGTERM) -> None:
+    """Stop a server a test started, by its PID: ``first`` (SIGTERM: gunicorn and uvicorn stop
+    their workers and exit), then SIGKILL when it has not exited within 10 s."""
+    if process.poll() is None:
+        process.send_signal(first)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)

@@ -20,7 +20,7 @@ from typing import Any
 
 import idp
 import pytest
-from conftest import LOOPBACK, wait_until_listening
+from conftest import LOOPBACK, stop_process, wait_until_listening
 from idp import ISSUER, USER_NAME, make_key, mint
 from test_real_server import Server, free_port
 
@@ -66,12 +66,7 @@ def uvicorn_server(target: str, app_dir: Path, config: dict[str, str]) -> Iterat
             wait_until_listening(process, port, START_TIMEOUT, server.log)
             yield server
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            stop_process(process)
 
 
 def robot_config(server: idp.IdpServer) -> dict[str, str]:

@@ -37,7 +37,14 @@ import jwt
 import pytest
 import redis_server
 import requests
-from conftest import RecordingApp, assert_accepted, assert_invalid_token, call, wait_until_listening
+from conftest import (
+    RecordingApp,
+    assert_accepted,
+    assert_invalid_token,
+    call,
+    stop_process,
+    wait_until_listening,
+)
 from docs_examples import example, fill
 from idp import SUBJECT, mint
 from packaging.requirements import Requirement
@@ -85,17 +92,6 @@ def run_shell(
     )
 
 
-def stop(process: subprocess.Popen[bytes], first: signal.Signals = signal.SIGINT) -> None:
-    """Stop a server we started, by its PID: ``first`` (Ctrl-C by default), then SIGKILL."""
-    if process.poll() is None:
-        process.send_signal(first)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-
-
 @contextlib.contextmanager
 def serving(command: str, port: int, cwd: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """A server command line (its words; a trailing ``# comment`` dropped) run in the
@@ -112,7 +108,7 @@ def serving(command: str, port: int, cwd: Path, log: Path) -> Iterator[subproces
         wait_until_listening(process, port, START_TIMEOUT, lambda: read(log))
         yield process
     finally:
-        stop(process)
+        stop_process(process, signal.SIGINT)
 
 
 def read(log: Path) -> str:

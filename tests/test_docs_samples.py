@@ -47,6 +47,7 @@ from conftest import (
     assert_accepted,
     assert_invalid_token,
     call,
+    stop_process,
     wait_until_listening,
 )
 from docs_examples import example, fill
@@ -212,12 +213,26 @@ def serve(command: str, port: int, env: dict[str, str], log_path: Path) -> Itera
         wait_until_listening(process, port, START_TIMEOUT, server.log)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
+
+
+def sample_toml(name: str, urls: dict[str, str], tmp_path: Path) -> Path:
+    """A tmp copy of ``samples/<name>`` with each quoted provider URL swapped (each must be
+    there exactly once, so a changed sample fails here rather than silently)."""
+    text = (SAMPLES / name).read_text(encoding="utf-8")
+    for old, new in urls.items():
+        text = fill(text, f'"{old}"', f'"{new}"', 1)
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def toml_command(command: str, bind: str, toml: Path) -> tuple[str, int]:
+    """A ``flask_app:from_file('<name>')`` gunicorn command of the docs, with its ``bind``
+    replaced by a free loopback port and the file by ``toml``; the command and the port."""
+    port = free_port()
+    command = fill(command, bind, SERVED_HERE.format(port=port), 1)
+    return fill(command, repr(toml.name), repr(str(toml)), 1).strip(), port
 
 
 def logged(server: Server, reason: str) -> int:
@@ -313,20 +328,19 @@ def test_browsers_and_robots_toml_under_gunicorn_as_written(devidp, tmp_path):
     another peer dropped; a robot's token is believed from any peer; a header and a token
     naming different users are refused (``401``, ``conflicting_credentials``); a token for
     another audience is refused."""
-    text = (SAMPLES / "browsers_and_robots.toml").read_text(encoding="utf-8")
-    for old, new in (
-        ("https://idp.example/realms/r/protocol/openid-connect/certs", devidp.jwks_uri),
-        ("https://idp.example/realms/r/protocol/openid-connect/userinfo", devidp.userinfo_endpoint),
-        ("https://idp.example/realms/r", devidp.issuer),
-    ):
-        text = fill(text, f'"{old}"', f'"{new}"', 1)
-    toml = tmp_path / "browsers_and_robots.toml"
-    toml.write_text(text, encoding="utf-8")
-
+    toml = sample_toml(
+        "browsers_and_robots.toml",
+        {
+            "https://idp.example/realms/r/protocol/openid-connect/certs": devidp.jwks_uri,
+            "https://idp.example/realms/r/protocol/openid-connect/userinfo": (
+                devidp.userinfo_endpoint
+            ),
+            "https://idp.example/realms/r": devidp.issuer,
+        },
+        tmp_path,
+    )
     command = example("samples/README.rst", "flask_app:from_file('browsers_and_robots.toml')")
-    port = free_port()
-    command = fill(command, "--bind 0.0.0.0:8000", SERVED_HERE.format(port=port), 1)
-    command = fill(command, "'browsers_and_robots.toml'", repr(str(toml)), 1).strip()
+    command, port = toml_command(command, "--bind 0.0.0.0:8000", toml)
     with serve(command, port, shell_env(), tmp_path / "gunicorn.log") as server:
         assert server.get({BROWSER: ALICE_PAYLOAD}) == (200, ALICE)
         assert server.get({BROWSER: ALICE_PAYLOAD}, source=OTHER_PEER) == (200, ANONYMOUS)
@@ -362,20 +376,17 @@ def test_two_providers_toml_under_gunicorn_as_written(tmp_path):
     with IdpServer() as realm, IdpServer(keys=[make_key("ES256")]) as partner:
         realm.issuer = realm.url("/realms/r")
         partner.issuer = partner.url("/partner")
-        text = (SAMPLES / "two_providers.toml").read_text(encoding="utf-8")
-        for old, new in (
-            ("https://idp.example/realms/r", realm.issuer),
-            ("https://login.partner.example/.well-known/jwks.json", partner.jwks_uri),
-            ("https://login.partner.example", partner.issuer),
-        ):
-            text = fill(text, f'"{old}"', f'"{new}"', 1)
-        toml = tmp_path / "two_providers.toml"
-        toml.write_text(text, encoding="utf-8")
-
+        toml = sample_toml(
+            "two_providers.toml",
+            {
+                "https://idp.example/realms/r": realm.issuer,
+                "https://login.partner.example/.well-known/jwks.json": partner.jwks_uri,
+                "https://login.partner.example": partner.issuer,
+            },
+            tmp_path,
+        )
         command = example("samples/README.rst", "flask_app:from_file('two_providers.toml')")
-        port = free_port()
-        command = fill(command, "--bind 127.0.0.1:8001", SERVED_HERE.format(port=port), 1)
-        command = fill(command, "'two_providers.toml'", repr(str(toml)), 1).strip()
+        command, port = toml_command(command, "--bind 127.0.0.1:8001", toml)
         with serve(command, port, shell_env(), tmp_path / "gunicorn.log") as server:
             # jwks_prefetch: each worker fetches both key sets as it starts. Wait for them all,
             # so that no request counted below is a late worker's prefetch.

@@ -14,7 +14,14 @@ from pathlib import Path
 
 import docutils.core
 import idp
-from conftest import RecordingApp, assert_accepted, assert_invalid_token, call, wait_until_listening
+from conftest import (
+    RecordingApp,
+    assert_accepted,
+    assert_invalid_token,
+    call,
+    stop_process,
+    wait_until_listening,
+)
 from docs_examples import example
 from idp import mint
 
@@ -182,12 +189,7 @@ def test_quick_start_flask_app_under_gunicorn_as_written_r16(tmp_path):
         assert "untrusted_source_header" in log()
         assert value not in log() and good[0][1] not in log()  # R35: values never logged
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        stop_process(process)
 
 
 def django_config_options() -> dict[str, object]:

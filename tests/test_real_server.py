@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_until_listening
+from conftest import stop_process, wait_until_listening
 
 TESTS_DIR = Path(__file__).resolve().parent
 START_TIMEOUT = 20.0
@@ -180,12 +180,7 @@ def gunicorn_server(config: dict[str, str], *extra_args: str) -> Iterator[Server
             wait_until_listening(process, port, START_TIMEOUT, server.log)
             yield server
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            stop_process(process)
 
 
 # --------------------------------------------------------------------------- JSON payload
