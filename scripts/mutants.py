@@ -245,8 +245,15 @@ MUTANTS: list[Mutant] = [
     _m(
         "file key set: freshly modified file read again",
         "jwks.py",
-        "return bool(stamp) and max(stamp[3], stamp[4]) >= time.time_ns()",
-        "return False and max(stamp[3], stamp[4]) >= time.time_ns()",
+        "    return now - racy <= max(stamp[3], stamp[4]) <= now + racy",
+        "    return False",
+        "test_keyset.py",
+    ),
+    _m(
+        "file key set: a future stamp is not read on every lookup",
+        "jwks.py",
+        "max(stamp[3], stamp[4]) <= now + racy",
+        "max(stamp[3], stamp[4]) <= now + 10**30",
         "test_keyset.py",
     ),
     _m(
