@@ -14,6 +14,7 @@ increments.
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import Any, Protocol, runtime_checkable
 
 from .errors import ConfigError
@@ -177,16 +178,24 @@ class PrometheusMetrics:
         self._latency.labels(endpoint).observe(seconds)
 
 
-_BY_REGISTRY: dict[int, PrometheusMetrics] = {}
+#: The exporter of each registry, keyed by the registry itself and forgotten with it: keyed by
+#: ``id()``, a registry made after another was collected could get its id and be handed the
+#: old one's exporter, counting into a registry nobody reads (seen on CPython 3.13).
+_BY_REGISTRY: weakref.WeakKeyDictionary[Any, PrometheusMetrics] = weakref.WeakKeyDictionary()
+_DEFAULT: list[PrometheusMetrics] = []  # the default registry's, made on first use
 _LOCK = threading.Lock()
 
 
 def prometheus_metrics(registry: Any = None) -> PrometheusMetrics:
     """The one :class:`PrometheusMetrics` of ``registry`` (default: the default registry)."""
     with _LOCK:
-        found = _BY_REGISTRY.get(id(registry))
+        if registry is None:
+            if not _DEFAULT:
+                _DEFAULT.append(PrometheusMetrics())
+            return _DEFAULT[0]
+        found = _BY_REGISTRY.get(registry)
         if found is None:
-            found = _BY_REGISTRY[id(registry)] = PrometheusMetrics(registry)
+            found = _BY_REGISTRY[registry] = PrometheusMetrics(registry)
         return found
 
 

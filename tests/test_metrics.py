@@ -6,6 +6,7 @@ collectors are read back from prometheus_client's default registry, as a scrape 
 
 from __future__ import annotations
 
+import gc
 import json
 from collections import Counter
 from typing import Any
@@ -187,6 +188,26 @@ def test_prometheus_in_its_own_registry():
     metrics = prometheus_metrics(registry)
     assert prometheus_metrics(registry) is metrics
     metrics.refused("expired")
+    assert registry.get_sample_value("jwt_headers_refusals_total", {"reason": "expired"}) == 1
+
+
+def test_a_new_registry_gets_its_own_exporter_even_at_a_reused_address():
+    """``prometheus_metrics`` used to key its exporters by ``id(registry)``: a registry made
+    after another was collected often gets the same id, and was handed the dead registry's
+    exporter, so nothing counted into it (a test failed this way on CPython 3.13). Each
+    registry now has its own exporter, whatever its address."""
+    first = prometheus_client.CollectorRegistry()
+    prometheus_metrics(first).refused("expired")
+    address = id(first)
+    del first
+    gc.collect()
+    kept = []
+    for _ in range(100):  # CPython usually hands the freed address to the next registry
+        registry = prometheus_client.CollectorRegistry()
+        if id(registry) == address:
+            break
+        kept.append(registry)
+    prometheus_metrics(registry).refused("expired")
     assert registry.get_sample_value("jwt_headers_refusals_total", {"reason": "expired"}) == 1
 
 
