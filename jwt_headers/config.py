@@ -100,6 +100,10 @@ def _check_url(option: str, value: object, *, allow_file: bool = False) -> str:
     try:
         parts = urlsplit(value.strip())
         hostname = parts.hostname
+        if hostname and "[" in parts.netloc:
+            # Python >= 3.11 refuses a bracketed host that is not an IPv6 address; 3.10 takes
+            # "[not-an-ip]" as a host name.
+            ipaddress.IPv6Address(hostname)
     except ValueError:  # e.g. an unclosed IPv6 bracket: "https://[::1/jwks"
         hostname = None
     if allow_file and value.strip()[:5].lower() == "file:":

@@ -268,7 +268,10 @@ def test_a_generated_secret_is_printed_so_the_command_works(
 
 
 def test_a_users_file_in_json_gives_the_same_users(tmp_path: Path) -> None:
-    import tomllib
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # Python 3.10: the same parser, from the tomli dependency
+        import tomli as tomllib
 
     data = tomllib.loads(SAMPLE_USERS.read_text())
     path = tmp_path / "users.json"
