@@ -21,4 +21,5 @@ if ! command -v redis-server >/dev/null; then
 fi
 python -m pytest -q -p no:cacheprovider
 bash scripts/check_wheel.sh   # sdist + wheel, twine check, the wheel in a fresh venv: demo, WSGI, ASGI
+bash scripts/other_pythons.sh   # the suite again on Python 3.10 and 3.13, where installed
 python scripts/mutants.py   # every security control removed in turn must fail a test
