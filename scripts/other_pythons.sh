@@ -9,13 +9,13 @@ cd "$(dirname "$0")/.."
 root="$(pwd)"
 
 find_python() {
+    # The first candidate that really runs as that version: a pyenv shim on PATH exists for
+    # every name but fails for a version that is not selected.
     local version="$1" found
-    if found="$(command -v "python$version")"; then
-        echo "$found"
-        return 0
-    fi
-    for found in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$version".*/bin/python; do
-        if [ -x "$found" ]; then
+    for found in "$(command -v "python$version" || true)" \
+        "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$version".*/bin/python; do
+        if [ -x "$found" ] && "$found" -c "import sys; sys.exit(
+                '%d.%d' % sys.version_info[:2] != '$version')" 2>/dev/null; then
             echo "$found"
             return 0
         fi
