@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-from bench import AUDIENCE, ISSUER, Idp, keycloak_claims
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
+from shared import AUDIENCE, ISSUER, Idp, keycloak_claims, validated_options
 
 from jwt_headers.asgi import JwtHeadersASGIMiddleware
 
@@ -48,23 +48,6 @@ ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 async def bare_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b"ok"})
-
-
-def validated_options(jwks_uri: str) -> dict[str, Any]:
-    return {
-        "user_name_header": "Authorization",
-        "user_name_format": "jwt",
-        "user_name_json_path": "preferred_username",
-        "roles_source": "jwt",
-        "roles_json_path": "resource_access.live-key2.roles",
-        "role_converter": "GeoserverAdministrator=ROLE_ADMINISTRATOR",
-        "validate_token": True,
-        "jwks_uri": jwks_uri,
-        "validate_issuer": True,
-        "issuer": ISSUER,
-        "validate_audience": True,
-        "audience": AUDIENCE,
-    }
 
 
 def scope_with(headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:

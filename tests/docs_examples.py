@@ -29,7 +29,6 @@ class Example:
     document: str
     line: int  # where the block starts, for messages
     text: str
-    language: str  # "toml" for a ``.. code-block:: toml``, "" for a ``::`` block
 
     def __str__(self) -> str:
         first = self.text.splitlines()[0] if self.text else ""
@@ -47,15 +46,7 @@ def examples(document: str) -> tuple[Example, ...]:
     )
     found = []
     for block in tree.findall(docutils.nodes.literal_block):
-        classes = [c for c in block.get("classes", []) if c != "code"]
-        found.append(
-            Example(
-                document=document,
-                line=block.line or 0,
-                text=block.astext() + "\n",
-                language=classes[0] if classes else "",
-            )
-        )
+        found.append(Example(document=document, line=block.line or 0, text=block.astext() + "\n"))
     return tuple(found)
 
 
